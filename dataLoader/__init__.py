@@ -1,0 +1,1 @@
+"""Data side of the toolkit: poses, normalization, rays, frame caches, depth targets."""

@@ -1,0 +1,1 @@
+"""Orchestration: training loop, checkpoints, evaluation, command-line plumbing."""
