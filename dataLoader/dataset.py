@@ -1,0 +1,146 @@
+"""Multi-camera video dataset in the N3DV layout (SPEC §3): read-only over the frame cache.
+
+Rows of ``poses_bounds.npy`` correspond to the sorted camera folders ``frames/camXX``. Rays
+live in the model's ray space: NDC for forward-facing scenes, normalized world otherwise.
+Training colours stay uint8 (memory-mapped for large scenes); batches are gathered per step.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dataLoader.errors import UserError
+from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, scan_frames, target_size
+from dataLoader.poses import CameraRig, SceneNormalization, load_poses_bounds
+from dataLoader.rays import camera_rays, ndc_rays, pixel_directions
+from models.types import RayBatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What shapes the dataset (a subset of the config)."""
+
+    datadir: Path
+    downsample: float = 1.0
+    frame_start: int = 0
+    n_frames: int = -1
+    test_cams: tuple[int, ...] = (0,)
+    scene_box: tuple[float, ...] = (-1.5, -1.5, -1.0, 1.5, 1.5, 1.0)
+    ndc: bool = True
+    std_blur_kernel: int = 0  # 0: auto
+
+
+def check_rig_matches_cameras(rig: CameraRig, cam_names: tuple[str, ...], poses_path: Path) -> None:
+    if len(rig) != len(cam_names):
+        raise UserError(f"{poses_path}: {len(rig)} pose rows but {len(cam_names)} camera folders "
+                        f"({', '.join(cam_names)})")
+    if rig.names is not None and tuple(rig.names) != tuple(cam_names):
+        raise UserError(f"{poses_path}: camera names {list(rig.names)} do not match the frame folders "
+                        f"{list(cam_names)}")
+
+
+def scene_aabb(scene_box) -> np.ndarray:
+    """scene_box (3 numbers: lower corner, upper = -lower; or 6 numbers: lower then upper) -> [2, 3]."""
+    box = np.asarray(scene_box, dtype=np.float64)
+    if box.size == 3:
+        return np.stack([box, -box])
+    if box.size == 6:
+        return box.reshape(2, 3)
+    raise UserError(f"scene_box must have 3 or 6 numbers, got {box.tolist()}")
+
+
+class VideoDataset:
+    """All cameras of a scene. Train rays: [Nr, 3] origins/directions, Nr = K_train * H * W."""
+
+    def __init__(self, opts: DataOptions, normalization: SceneNormalization | None = None):
+        datadir = Path(opts.datadir)
+        if not datadir.is_dir():
+            raise UserError(f"{datadir}: data directory not found")
+        self.opts = opts
+        poses_path = datadir / "poses_bounds.npy"
+        self.rig = load_poses_bounds(poses_path)
+        src = scan_frames(datadir, opts.frame_start, opts.n_frames)
+        check_rig_matches_cameras(self.rig, src.cam_names, poses_path)
+        self._check_aspect(src.hw, poses_path)
+        self.cam_names = src.cam_names
+        blur = opts.std_blur_kernel or auto_blur_kernel(target_size(src.hw, opts.downsample)[1])
+        self.cache = FrameCache.open(build_cache(datadir, src, opts.downsample, blur))
+        self.h, self.w = self.cache.meta["hw"]
+        self.n_frames = self.cache.meta["n_frames"]
+        own = SceneNormalization.from_rig(self.rig, scene_aabb(opts.scene_box), opts.ndc)
+        if normalization is not None:
+            normalization.require_same_world(own, str(poses_path))
+        self.normalization = normalization or own
+        self.c2w = self.normalization.apply(self.rig.c2w)
+        self.test_idx = self._check_test_cams(opts.test_cams)
+        self.train_idx = [k for k in range(len(self.cam_names)) if k not in self.test_idx]
+        if not self.train_idx:
+            raise UserError(f"{datadir}: no training cameras left after holding out {list(opts.test_cams)}")
+        origins, dirs = zip(*(self.camera_rays(k) for k in self.train_idx))
+        self.train_origins = torch.cat(origins)
+        self.train_dirs = torch.cat(dirs)
+
+    def _check_aspect(self, hw, poses_path: Path) -> None:
+        ph, pw, _ = self.rig.hwf
+        if abs(hw[1] / hw[0] - pw / ph) > 0.01 * pw / ph:
+            raise UserError(f"{poses_path}: pose intrinsics are {pw:.0f}x{ph:.0f} but frames are "
+                            f"{hw[1]}x{hw[0]} (different aspect ratio)")
+
+    def _check_test_cams(self, test_cams) -> list[int]:
+        bad = [k for k in test_cams if not 0 <= k < len(self.cam_names)]
+        if bad:
+            raise UserError(f"test_cams {bad} out of range: the scene has {len(self.cam_names)} cameras")
+        return sorted(set(int(k) for k in test_cams))
+
+    @property
+    def focal(self) -> float:
+        """Focal length in pixels at the cached resolution."""
+        return self.rig.hwf[2] * self.w / self.rig.hwf[1]
+
+    def camera_rays(self, k: int, c2w_norm: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rays of camera k (or of a given normalized pose [3, 4]) -> origins, dirs [H*W, 3] float32."""
+        return rays_from_pose(self.c2w[k] if c2w_norm is None else c2w_norm, self.h, self.w, self.focal,
+                              self.normalization)
+
+    @property
+    def n_train_rays(self) -> int:
+        return self.train_origins.shape[0]
+
+    def pixel_of(self, ray_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Train ray indices [B] -> (camera index [B], flat pixel index [B])."""
+        hw = self.h * self.w
+        return np.asarray(self.train_idx)[ray_idx // hw], ray_idx % hw
+
+    def gather(self, ray_idx: np.ndarray) -> RayBatch:
+        """Train rays [B] with colours rgb [B, T, 3] float and std [B]."""
+        ray_idx = np.asarray(ray_idx)
+        cam, pix = self.pixel_of(ray_idx)
+        frames = self.cache.frames.reshape(len(self.cam_names), self.h * self.w, self.n_frames, 3)
+        order = np.lexsort((pix, cam))
+        rgb = np.empty((len(ray_idx), self.n_frames, 3), dtype=np.uint8)
+        rgb[order] = frames[cam[order], pix[order]]
+        std = self.cache.std.reshape(len(self.cam_names), -1)[cam, pix]
+        idx = torch.from_numpy(ray_idx)
+        return RayBatch(self.train_origins[idx], self.train_dirs[idx],
+                        rgb=torch.from_numpy(rgb).float().div_(255), std=torch.from_numpy(std))
+
+    def frames_of(self, k: int) -> np.ndarray:
+        """uint8 [T, H, W, 3] frames of camera k."""
+        return np.ascontiguousarray(np.moveaxis(np.asarray(self.cache.frames[k]), 2, 0))
+
+
+def rays_from_pose(c2w_norm: np.ndarray, h: int, w: int, focal: float,
+                   norm: SceneNormalization) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalized camera [3, 4] -> ray-space origins, dirs [H*W, 3] float32 (NDC when norm.ndc)."""
+    dirs_cam = pixel_directions(h, w, focal)
+    origins, dirs = camera_rays(torch.as_tensor(c2w_norm, dtype=torch.float64), dirs_cam)
+    if norm.ndc:
+        ph, pw, pf = norm.ndc_hwf
+        origins, dirs = ndc_rays(ph, pw, pf, origins, dirs)
+    return origins.float(), dirs.float()

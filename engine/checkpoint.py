@@ -1,0 +1,90 @@
+"""Self-describing checkpoints behind one loader (loading needs no config file).
+
+A checkpoint holds the model hyper-parameters, grid resolution, aabb, alpha mask, the
+scene normalization, the resolved config, the iteration, optimizer and RNG states.
+Writes go to a temp file in the same directory, are fsynced and renamed into place.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from dataLoader.errors import UserError
+from dataLoader.poses import SceneNormalization
+from models import build_model
+from models.alpha_mask import AlphaMask
+
+CKPT_VERSION = 1
+CKPT_FORMAT = "mixvoxels-depth"
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to ``path`` via temp file + fsync + rename; the old file survives any failure."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, model, normalization: SceneNormalization, config: dict, step: int,
+                    optimizer=None, extra: dict | None = None) -> None:
+    state = {
+        "format": CKPT_FORMAT,
+        "version": CKPT_VERSION,
+        "model_config": model.cfg.to_dict(),
+        "resolution": model.resolution,
+        "aabb": model.aabb.detach().cpu(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "alpha_mask": model.alpha_mask.state_dict() if model.alpha_mask is not None else None,
+        "normalization": normalization.to_dict(),
+        "config": dict(config),
+        "step": int(step),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "extra": extra or {},
+    }
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read and validate a checkpoint (on CPU). Raises UserError for missing/corrupt/foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, pickle errors, ...
+        raise UserError(f"{path}: checkpoint is truncated or corrupt ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
+        raise UserError(f"{path}: not a checkpoint of this toolkit")
+    if state.get("version") != CKPT_VERSION:
+        raise UserError(f"{path}: checkpoint version {state.get('version')} is not supported "
+                        f"(this toolkit reads version {CKPT_VERSION})")
+    return state
+
+
+def model_from_state(state: dict, device="cpu"):
+    """Rebuild the model exactly as saved."""
+    model = build_model("mixvoxels", state["model_config"], state["aabb"], state["resolution"])
+    model.load_state_dict(state["state_dict"])
+    if state["alpha_mask"] is not None:
+        model.alpha_mask = AlphaMask.from_state_dict(state["alpha_mask"])
+    model.to(device)
+    if model.alpha_mask is not None:
+        model.alpha_mask = model.alpha_mask.to(device)
+    return model
+
+
+def load_model(path: str | Path, device="cpu"):
+    """-> (model in eval mode, SceneNormalization, checkpoint dict)."""
+    state = load_checkpoint(path)
+    model = model_from_state(state, device).eval()
+    return model, SceneNormalization.from_dict(state["normalization"]), state

@@ -1,0 +1,98 @@
+"""Run setup helpers: device, seeding, run directory, model construction from a config."""
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dataLoader.dataset import DataOptions
+from dataLoader.errors import UserError
+from engine.schedule import n_to_reso
+from models import build_model
+from models.mixvoxels import ModelConfig
+
+# Keys that may differ between a checkpoint's config and a resumed run.
+RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "save_every", "progress_refresh_rate", "overwrite",
+                    "render_test", "n_test_images", "config", "base_config", "n_iters", "basedir",
+                    "data_root", "datadir", "expname"}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"config: device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def data_options(cfg: argparse.Namespace) -> DataOptions:
+    return DataOptions(
+        datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
+        n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
+        ndc=bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel)
+
+
+def model_config(cfg: argparse.Namespace, n_frames: int) -> ModelConfig:
+    return ModelConfig(
+        n_frames=1 if cfg.static_only else n_frames, static_only=bool(cfg.static_only), ndc=bool(cfg.ndc_ray),
+        n_lamb_sigma=tuple(cfg.n_lamb_sigma), n_lamb_sh=tuple(cfg.n_lamb_sh),
+        n_lamb_sigma_dynamic=tuple(cfg.n_lamb_sigma_dynamic), n_lamb_sh_dynamic=tuple(cfg.n_lamb_sh_dynamic),
+        app_dim=cfg.app_dim, data_dim_density=cfg.data_dim_density, data_dim_color=cfg.data_dim_color,
+        static_featureC=cfg.static_featureC, featureC=cfg.featureC, featureD=cfg.featureD,
+        fea2denseAct=cfg.fea2denseAct, density_shift=cfg.density_shift, distance_scale=cfg.distance_scale,
+        step_ratio=cfg.step_ratio, n_samples_max=cfg.nSamples, alpha_mask_thre=cfg.alpha_mask_thre,
+        rm_weight_mask_thre=cfg.rm_weight_mask_thre, dynamic_threshold=cfg.dynamic_threshold,
+        dynamic_granularity=cfg.dynamic_granularity,
+        point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
+        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size)
+
+
+def new_model(cfg: argparse.Namespace, aabb, n_frames: int, device):
+    aabb = torch.as_tensor(aabb, dtype=torch.float32)
+    return build_model("mixvoxels", model_config(cfg, n_frames), aabb, n_to_reso(cfg.N_voxel_init, aabb)).to(device)
+
+
+def prepare_run_dir(cfg: argparse.Namespace) -> Path:
+    """basedir/expname; refuses to reuse a directory holding another run unless overwrite or resume."""
+    run_dir = Path(cfg.basedir) / cfg.expname
+    if cfg.resume:
+        return Path(cfg.ckpt).resolve().parent
+    if (run_dir / "ckpt.pt").exists() and not cfg.overwrite:
+        raise UserError(f"{run_dir}: a run with this name exists; choose --expname, or pass --overwrite 1 "
+                        f"(or --resume 1 --ckpt {run_dir / 'ckpt.pt'})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Keys (other than run control) whose values differ between two configs."""
+    keys = (set(saved) | set(current)) - RUN_CONTROL_KEYS
+    return sorted(k for k in keys if _norm(saved.get(k)) != _norm(current.get(k)))
+
+
+def _norm(v):
+    return list(v) if isinstance(v, tuple) else v

@@ -1,0 +1,215 @@
+"""Trainer: the MixVoxels training loop (static + dynamic branches, variation field, schedules).
+
+One Adam holds named parameter groups; it is rebuilt in exactly one place
+(:meth:`Trainer.rebuild_optimizer`) whenever the model replaces parameters (upsample,
+shrink). Learning rates are recomputed from the iteration every step, so a rebuild keeps
+the schedule position.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dataLoader.dataset import VideoDataset
+from dataLoader.errors import UserError
+from dataLoader.poses import SceneNormalization
+from dataLoader.samplers import EpochSampler
+from engine import setup
+from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
+from engine.schedule import GridSchedule, lr_factor, n_to_reso
+from engine.supervision import build_depth_supervision
+from models import losses
+from models.types import RayBatch
+from opt import save_config
+
+log = logging.getLogger(__name__)
+
+
+class Trainer:
+    def __init__(self, cfg: argparse.Namespace):
+        self.cfg = cfg
+        self.device = setup.pick_device(cfg.device)
+        setup.seed_everything(cfg.seed)
+        self.run_dir = setup.prepare_run_dir(cfg)
+        state = self._load_resume_state() if cfg.resume else None
+        norm = SceneNormalization.from_dict(state["normalization"]) if state else None
+        self.data = VideoDataset(setup.data_options(cfg), normalization=norm)
+        self.norm = self.data.normalization
+        if state:
+            self.model = model_from_state(state, self.device)
+        else:
+            self.model = setup.new_model(cfg, self.norm.aabb, self.data.n_frames, self.device)
+        self.schedule = GridSchedule(cfg.N_voxel_init, cfg.N_voxel_final, tuple(cfg.upsamp_list),
+                                     tuple(cfg.update_AlphaMask_list))
+        self.sampler = EpochSampler(self.data.n_train_rays, cfg.batch_size, cfg.seed)
+        self.depth = build_depth_supervision(cfg, self.data, self.device)
+        self.use_amp = bool(cfg.amp) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.step = 0
+        self.history: dict[str, list] = {"iteration": [], "time_s": [], "loss": [], "psnr": []}
+        self.elapsed = 0.0
+        self.rebuild_optimizer()
+        if state:
+            self._restore(state)
+
+    # ------------------------------------------------------------------ state
+    def _load_resume_state(self) -> dict:
+        if not self.cfg.ckpt:
+            raise UserError("config: --resume 1 needs --ckpt RUN/ckpt.pt")
+        state = load_checkpoint(self.cfg.ckpt)
+        diff = setup.config_differences(state["config"], vars(self.cfg))
+        if diff:
+            raise UserError(f"{self.cfg.ckpt}: checkpoint was trained with a different config; differing keys: "
+                            f"{', '.join(diff)}")
+        return state
+
+    def _restore(self, state: dict) -> None:
+        self.step = state["step"]
+        extra = state["extra"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(extra["sampler"])
+        self.history = extra["history"]
+        self.elapsed = extra["elapsed"]
+        setup.set_rng_state(extra["rng"])
+        log.info("resumed from %s at iteration %d", self.cfg.ckpt, self.step)
+
+    def rebuild_optimizer(self) -> None:
+        """The one place an optimizer is (re)built: it holds exactly the model's live parameters."""
+        c = self.cfg
+        groups = self.model.param_groups(c.lr_init, c.lr_basis, c.lr_dynamic_init, c.lr_dynamic_basis)
+        for g in groups:
+            g["initial_lr"] = g["lr"]
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
+        self._set_lr()
+
+    def _set_lr(self) -> None:
+        f = lr_factor(self.step, self.cfg.n_iters, self.cfg.lr_decay, self.cfg.lr_decay_target_ratio)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * f
+
+    def save(self) -> Path:
+        path = self.run_dir / "ckpt.pt"
+        extra = {"sampler": self.sampler.state_dict(), "history": self.history, "elapsed": self.elapsed,
+                 "rng": setup.rng_state()}
+        save_checkpoint(path, self.model, self.norm, vars(self.cfg), self.step, self.optimizer, extra)
+        return path
+
+    # ------------------------------------------------------------------ training
+    def fit(self) -> Path:
+        save_config(self.cfg, self.run_dir / "config.txt")
+        if self.step == 0 and not self.model.cfg.static_only:
+            self.warmup_variation()
+        bar = tqdm(total=self.cfg.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
+        t0 = time.perf_counter() - self.elapsed
+        while self.step < self.cfg.n_iters:
+            loss, psnr = self.train_step()
+            self.step += 1
+            self.elapsed = time.perf_counter() - t0
+            self.after_step()
+            if self.step % self.cfg.progress_refresh_rate == 0 or self.step == self.cfg.n_iters:
+                self._log(loss, psnr, bar)
+            if self.step % self.cfg.save_every == 0:
+                self.save()
+        bar.close()
+        ckpt = self.save()
+        (self.run_dir / "history.json").write_text(json.dumps(self.history))
+        return ckpt
+
+    def _log(self, loss: float, psnr: float, bar) -> None:
+        for key, val in zip(("iteration", "time_s", "loss", "psnr"), (self.step, self.elapsed, loss, psnr)):
+            self.history[key].append(val)
+        rays_s = self.step * self.cfg.batch_size / max(self.elapsed, 1e-9)
+        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", rays_s=f"{rays_s:.0f}")
+        bar.update(self.step - bar.n)
+
+    def autocast(self):
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def train_step(self) -> tuple[float, float]:
+        self._set_lr()
+        batch = self.data.gather(self.sampler.next()).to(self.device)
+        label = batch.std > self.cfg.temporal_variance_threshold
+        with self.autocast():
+            out = self.model(batch, jitter=True, ray_dynamic=None if self.model.cfg.static_only else label)
+        terms = self.loss_terms(batch, out, label)
+        if self.depth is not None:
+            terms.update(self.depth.loss_terms(self.model, batch, out, label, self.step))
+        loss = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        with torch.no_grad():
+            mse = losses.mse(out.rgb.float().expand_as(batch.rgb), batch.rgb) if self.model.cfg.static_only \
+                else losses.mse(out.rgb.float(), batch.rgb)
+        return float(loss), float(-10 * torch.log10(mse))
+
+    def loss_terms(self, batch: RayBatch, out, label: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named loss terms of one batch (colour, TV, variation field)."""
+        c, m = self.cfg, self.model
+        tv_scale = 1e-2 * lr_factor(self.step, c.n_iters, c.lr_decay, c.lr_decay_target_ratio)
+        terms = {
+            "static_rgb": losses.mse(out.static_rgb.float(), batch.rgb.mean(1)),
+            "tv_static": tv_scale * (c.TV_weight_density * m.density.tv_loss()
+                                     + c.TV_weight_app * m.appearance.tv_loss()),
+        }
+        if not m.cfg.static_only:
+            dyn = out.dynamic_mask
+            if dyn.any():
+                terms["dynamic_rgb"] = losses.mse(out.rgb[dyn].float(), batch.rgb[dyn])
+            terms["tv_dynamic"] = tv_scale * c.TV_dynamic_factor * (
+                c.TV_weight_density * m.dyn_density.tv_loss() + c.TV_weight_app * m.dyn_appearance.tv_loss())
+            terms["variation_bce"] = c.variation_weight * losses.variation_bce(out.ray_logit.float(), label)
+        return terms
+
+    def after_step(self) -> None:
+        """Grid schedule hooks: alpha mask / shrink and upsampling, then optimizer rebuild."""
+        update, shrink = self.schedule.alpha_mask_update(self.step)
+        changed = False
+        if update:
+            box = self.model.update_alpha_mask(self.model.resolution)
+            if shrink and box is not None:
+                self.model.shrink(box)
+                changed = True
+        count = self.schedule.upsample_count(self.step)
+        if count is not None:
+            self.model.upsample(n_to_reso(count, self.model.aabb))
+            changed = True
+        if changed:
+            self.rebuild_optimizer()
+            log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
+
+    def warmup_variation(self) -> None:
+        """Pre-train the variation field against the std label (cheap: no colour heads)."""
+        n = self.cfg.n_variation_iters
+        if n <= 0:
+            return
+        params = self.model.variation.grid_parameters()
+        opt = torch.optim.Adam(params, lr=self.cfg.lr_init, betas=(0.9, 0.99))
+        sampler = EpochSampler(self.data.n_train_rays, self.cfg.batch_size, self.cfg.seed + 1)
+        for _ in tqdm(range(n), desc="variation warm-up", unit="it", leave=False):
+            batch = self.data.gather(sampler.next()).to(self.device)
+            _, _, xyz, valid = self.model.sample_points(batch, jitter=True)
+            logits = xyz.new_full(valid.shape, -30.0)
+            if valid.any():
+                logits[valid] = self.model.variation(self.model.normalize_coords(xyz[valid]))
+            loss = losses.variation_bce(logits.max(-1).values, batch.std > self.cfg.temporal_variance_threshold)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+def dynamic_fraction(data: VideoDataset, threshold: float) -> float:
+    """Fraction of training pixels labelled dynamic (for logging)."""
+    std = data.cache.std[np.asarray(data.train_idx)]
+    return float((std > threshold).mean())

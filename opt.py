@@ -1,0 +1,177 @@
+"""Every config key, grouped and documented, with defaults (the only place defaults live).
+
+Config files are ``key = value`` text; lists are ``[a, b, c]``. Precedence:
+``--base_config`` < ``--config`` < command line. Unknown keys are errors.
+Derived values are computed by :func:`resolve`, never by assigning to the parsed namespace.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import configargparse
+
+from dataLoader.errors import UserError
+
+DEPTH_LOSSES = ("mse", "ds_kl")
+
+
+class _Parser(configargparse.ArgumentParser):
+    def error(self, message):  # one clear line, no usage dump
+        raise UserError(f"config: {message}")
+
+
+def _data(p):
+    g = p.add_argument_group("data")
+    g.add_argument("--datadir", type=str, default="", help="scene directory (relative to data_root unless absolute)")
+    g.add_argument("--data_root", type=str, default=".", help="root for relative datadir paths")
+    g.add_argument("--downsample_train", type=float, default=1.0, help="divide image size by this")
+    g.add_argument("--frame_start", type=int, default=0, help="first frame used")
+    g.add_argument("--n_frames", type=int, default=-1, help="number of frames T (-1: all)")
+    g.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out camera indices")
+    g.add_argument("--ndc_ray", type=int, default=1, help="1: forward-facing NDC rays; 0: bounded metric rays")
+    g.add_argument("--scene_box", type=float, nargs="+", default=[-1.5, -1.67, -1.0],
+                   help="ray-space aabb: lower corner (upper = -lower) or 6 numbers")
+    g.add_argument("--std_blur_kernel", type=int, default=0,
+                   help="Gaussian blur of temporal std maps, odd pixels (0: auto ~ width/45)")
+
+
+def _run(p):
+    g = p.add_argument_group("run")
+    g.add_argument("--basedir", type=str, default="log", help="runs are written to basedir/expname")
+    g.add_argument("--expname", type=str, default="", help="run name (default: the config file's stem)")
+    g.add_argument("--overwrite", type=int, default=0, help="1: allow reusing an existing run dir")
+    g.add_argument("--seed", type=int, default=0, help="seed for every RNG")
+    g.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    g.add_argument("--ckpt", type=str, default="", help="checkpoint to resume from (with --resume 1)")
+    g.add_argument("--resume", type=int, default=0, help="1: continue training from --ckpt")
+    g.add_argument("--save_every", type=int, default=1000, help="checkpoint interval (iterations)")
+    g.add_argument("--progress_refresh_rate", type=int, default=10, help="progress-bar update interval")
+    g.add_argument("--render_test", type=int, default=1, help="evaluate and render test cameras at the end")
+    g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
+
+
+def _model(p):
+    g = p.add_argument_group("model")
+    g.add_argument("--static_only", type=int, default=0, help="1: static branch only (T = 1 static model)")
+    g.add_argument("--N_voxel_init", type=int, default=128 ** 3, help="initial voxel count")
+    g.add_argument("--N_voxel_final", type=int, default=256 ** 3, help="final voxel count")
+    g.add_argument("--upsamp_list", type=int, nargs="*", default=[1000, 1500, 2000, 2750],
+                   help="iterations at which the grid grows (log schedule)")
+    g.add_argument("--update_AlphaMask_list", type=int, nargs="*", default=[1250],
+                   help="iterations at which the alpha mask is rebuilt (first one shrinks the aabb)")
+    g.add_argument("--n_lamb_sigma", type=int, nargs=3, default=[16, 4, 4], help="static density components")
+    g.add_argument("--n_lamb_sh", type=int, nargs=3, default=[48, 12, 12], help="static appearance components")
+    g.add_argument("--n_lamb_sigma_dynamic", type=int, nargs=3, default=[16, 4, 4],
+                   help="dynamic density components")
+    g.add_argument("--n_lamb_sh_dynamic", type=int, nargs=3, default=[48, 12, 12],
+                   help="dynamic appearance components")
+    g.add_argument("--app_dim", type=int, default=27, help="static appearance feature width")
+    g.add_argument("--data_dim_density", type=int, default=27, help="dynamic density feature width")
+    g.add_argument("--data_dim_color", type=int, default=27, help="dynamic colour feature width")
+    g.add_argument("--static_featureC", type=int, default=128, help="static colour MLP width")
+    g.add_argument("--featureC", type=int, default=256, help="dynamic colour time-head width")
+    g.add_argument("--featureD", type=int, default=256, help="dynamic density time-head width")
+    g.add_argument("--fea2denseAct", type=str, default="relu", choices=["relu", "softplus"])
+    g.add_argument("--density_shift", type=float, default=-10.0, help="softplus shift")
+    g.add_argument("--distance_scale", type=float, default=25.0, help="alpha = 1 - exp(-sigma dt scale)")
+    g.add_argument("--step_ratio", type=float, default=2.0, help="samples per ray = |resolution| / step_ratio")
+    g.add_argument("--nSamples", type=int, default=1_000_000, help="cap on samples per ray")
+    g.add_argument("--alpha_mask_thre", type=float, default=1e-4, help="occupancy threshold")
+    g.add_argument("--rm_weight_mask_thre", type=float, default=1e-4,
+                   help="skip colour where the weight is below this")
+
+
+def _dynamic(p):
+    g = p.add_argument_group("dynamic")
+    g.add_argument("--temporal_variance_threshold", type=float, default=0.02,
+                   help="a ray is dynamic when its blurred temporal std exceeds this")
+    g.add_argument("--dynamic_threshold", type=float, default=0.5,
+                   help="test time: ray dynamic when sigmoid(max variation logit) > this")
+    g.add_argument("--dynamic_granularity", type=str, default="point_wise", choices=["point_wise", "ray_wise"])
+    g.add_argument("--point_wise_dynamic_threshold", type=float, default=0.05,
+                   help="point dynamic when sigmoid(pooled logit) > this")
+    g.add_argument("--dynamic_pool_kernel_size", type=int, default=5, help="along-ray max-pool (odd)")
+    g.add_argument("--n_variation_iters", type=int, default=300,
+                   help="variation-field warm-up iterations before the main loop")
+    g.add_argument("--variation_weight", type=float, default=0.05, help="weight of the variation-field BCE")
+
+
+def _optim(p):
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--n_iters", type=int, default=5000, help="training iterations")
+    g.add_argument("--batch_size", type=int, default=4096, help="rays per iteration")
+    g.add_argument("--lr_init", type=float, default=0.02, help="static (and variation) grid learning rate")
+    g.add_argument("--lr_basis", type=float, default=1e-3, help="static basis/MLP learning rate")
+    g.add_argument("--lr_dynamic_init", type=float, default=0.02, help="dynamic grid learning rate")
+    g.add_argument("--lr_dynamic_basis", type=float, default=1e-3, help="dynamic basis/MLP learning rate")
+    g.add_argument("--lr_decay", type=str, default="cosine", choices=["cosine", "exp"])
+    g.add_argument("--lr_decay_target_ratio", type=float, default=0.1, help="final lr factor of exp decay")
+    g.add_argument("--TV_weight_density", type=float, default=1.0, help="TV on density planes")
+    g.add_argument("--TV_weight_app", type=float, default=1.0, help="TV on appearance planes")
+    g.add_argument("--TV_dynamic_factor", type=float, default=3.0, help="TV multiplier for dynamic planes")
+    g.add_argument("--amp", type=int, default=1, help="mixed precision (CUDA only)")
+
+
+def _depth(p):
+    g = p.add_argument_group("depth supervision")
+    g.add_argument("--use_depth", type=int, default=0, help="1: add a depth loss on the static branch")
+    g.add_argument("--use_colmap_depth", type=int, default=0,
+                   help="1: sparse COLMAP depth (colmap_depth.npz); 0: dense static-model depth")
+    g.add_argument("--depthmap_npy_path", type=str, default="depth/all_depth.npz",
+                   help="dense depth file (relative to datadir unless absolute)")
+    g.add_argument("--colmap_depth_path", type=str, default="colmap_depth.npz",
+                   help="sparse depth file (relative to datadir unless absolute)")
+    g.add_argument("--depth_loss", type=str, default="mse", choices=DEPTH_LOSSES)
+    g.add_argument("--depth_lambda", type=float, default=0.1, help="depth loss weight")
+    g.add_argument("--depth_lambda_decay", type=float, default=1.0,
+                   help="factor the weight reaches at the last iteration (exponential)")
+    g.add_argument("--depth_batch_fraction", type=float, default=0.25,
+                   help="COLMAP: keypoint rays per iteration as a fraction of batch_size")
+    g.add_argument("--depth_sigma", type=float, default=0.02,
+                   help="ds_kl: target std-dev as a fraction of depth (scaled by reprojection error)")
+
+
+def build_parser() -> configargparse.ArgumentParser:
+    p = _Parser(description="MixVoxels with depth supervision", allow_abbrev=False,
+                config_file_parser_class=configargparse.DefaultConfigFileParser)
+    p.add_argument("--base_config", is_config_file=True, help="schedule file (overridden by --config)")
+    p.add_argument("--config", is_config_file=True, help="scene config file")
+    for group in (_data, _run, _model, _dynamic, _optim, _depth):
+        group(p)
+    return p
+
+
+def parse(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
+    """Derived values as a new namespace: expname, absolute datadir, blur kernel."""
+    out = argparse.Namespace(**vars(cfg))
+    if not out.expname:
+        out.expname = Path(cfg.config).stem if cfg.config else Path(cfg.datadir.rstrip("/")).name or "run"
+    if not cfg.datadir:
+        raise UserError("config: datadir is not set")
+    datadir = Path(cfg.datadir)
+    out.datadir = str(datadir if datadir.is_absolute() else Path(cfg.data_root) / datadir)
+    if out.std_blur_kernel < 0 or (out.std_blur_kernel and out.std_blur_kernel % 2 == 0):
+        raise UserError(f"config: std_blur_kernel must be 0 (auto) or an odd number, got {cfg.std_blur_kernel}")
+    if out.dynamic_pool_kernel_size % 2 == 0:
+        raise UserError("config: dynamic_pool_kernel_size must be odd")
+    return out
+
+
+def save_config(cfg: argparse.Namespace, path: Path) -> None:
+    """Write the fully resolved config as ``key = value`` lines that :func:`parse` reads back."""
+    lines = []
+    skip = {"config", "base_config"}
+    for key, val in sorted(vars(cfg).items()):
+        if key in skip:
+            continue
+        if isinstance(val, (list, tuple)):
+            val = "[" + ", ".join(str(v) for v in val) + "]"
+        lines.append(f"{key} = {val}")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)

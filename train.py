@@ -1,0 +1,23 @@
+"""Train a MixVoxels model (dynamic, or static with ``static_only 1``) from a config.
+
+Writes ``<basedir>/<expname>/``: config.txt (resolved), ckpt.pt, history.json, metrics.json,
+training_curves.png and test renders under test/.
+"""
+from __future__ import annotations
+
+import opt
+from engine.cli import run_main
+from engine.trainer import Trainer
+from engine.workflow import finish_training
+
+
+def main() -> None:
+    cfg = opt.resolve(opt.parse())
+    trainer = Trainer(cfg)
+    ckpt = trainer.fit()
+    summary = finish_training(trainer, ckpt)
+    print(summary)
+
+
+if __name__ == "__main__":
+    run_main(main)
