@@ -270,8 +270,9 @@ class MixVoxels(nn.Module):
         """Crop every field to the voxels covering ``box`` [2, 3]; aabb snaps to kept voxel positions."""
         res = torch.tensor(self.resolution, dtype=torch.float32, device=self.aabb.device)
         units = (self.aabb[1] - self.aabb[0]) / (res - 1)
-        lo = torch.floor((box[0] - self.aabb[0]) / units).clamp_min(0).long()
-        hi = (torch.ceil((box[1] - self.aabb[0]) / units).long() + 1)
+        eps = 1e-3  # box corners sit on voxel positions; absorb float round-off before floor/ceil
+        lo = torch.floor((box[0] - self.aabb[0]) / units + eps).clamp_min(0).long()
+        hi = (torch.ceil((box[1] - self.aabb[0]) / units - eps).long() + 1)
         hi = torch.minimum(hi, res.long())
         lo = torch.minimum(lo, hi - 2)
         for f in self.fields():
