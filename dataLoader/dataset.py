@@ -108,6 +108,12 @@ class VideoDataset:
         return rays_from_pose(self.c2w[k] if c2w_norm is None else c2w_norm, self.h, self.w, self.focal,
                               self.normalization)
 
+    def camera_table(self) -> dict:
+        """The rig as stored in checkpoints: normalized c2w [K, 3, 4], size, focal, names, split."""
+        return {"c2w": np.asarray(self.c2w, dtype=np.float64), "hw": (self.h, self.w), "focal": self.focal,
+                "names": list(self.cam_names), "test_idx": list(self.test_idx), "n_frames": self.n_frames,
+                "frame_start": self.opts.frame_start}
+
     @property
     def n_train_rays(self) -> int:
         return self.train_origins.shape[0]

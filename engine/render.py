@@ -66,3 +66,13 @@ def render_pose(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm:
         acc=out["acc"].view(h, w).numpy(),
         dynamic=out["dynamic"].view(h, w).numpy(),
     )
+
+
+def render_camera_video(model, norm: SceneNormalization, cameras: dict, cam_num: int, out_path, device,
+                        fps: float = 30.0) -> int:
+    """Render camera ``cam_num`` of a checkpoint's camera table to an mp4; returns the frame count."""
+    from dataLoader.video_io import write_video
+
+    h, w = cameras["hw"]
+    render = render_pose(model, np.asarray(cameras["c2w"][cam_num]), h, w, cameras["focal"], norm, device)
+    return write_video(out_path, (render.rgb * 255).round().astype(np.uint8), fps=fps)

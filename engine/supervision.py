@@ -1,13 +1,172 @@
-"""Depth supervision sources for training (static-model depth maps, COLMAP keypoints)."""
+"""Depth supervision of the static branch during training (SPEC §5).
+
+Targets are loaded once, converted from world-unit camera z to the model's ray parameter with
+the run's own normalization, and added as named loss terms in the same backward pass as the
+colour loss. Only static rays are supervised (moving pixels are not pulled to the background).
+
+- :class:`DenseDepthSupervision`: one map per training camera (``depth/all_depth.npz``); the
+  targets of the colour batch's own rays are used.
+- :class:`SparseDepthSupervision`: COLMAP keypoints (``colmap_depth.npz``); a separate batch of
+  keypoint rays (``depth_batch_fraction`` of the ray batch) is rendered each iteration.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
+import numpy as np
+import torch
+
+from dataLoader.depth_files import load_dense_depth, load_sparse_depth
+from dataLoader.depth_space import camera_z_to_ray_param
 from dataLoader.errors import UserError
+from dataLoader.rays import camera_rays, ndc_rays, pixel_directions
+from dataLoader.samplers import EpochSampler
+from models import losses
+from models.types import RayBatch
+
+log = logging.getLogger(__name__)
+
+
+def depth_weight_at(cfg: argparse.Namespace, step: int) -> float:
+    """depth_lambda decayed exponentially to depth_lambda * depth_lambda_decay at the last iteration."""
+    return cfg.depth_lambda * cfg.depth_lambda_decay ** (step / max(cfg.n_iters, 1))
+
+
+def keypoint_rays(data, cam: int, xy: np.ndarray, z_world: np.ndarray, rel_sigma: np.ndarray):
+    """Rays through pixel coords xy [M, 2] of camera ``cam`` -> (origins, dirs [M, 3], t [M], sigma_t [M])."""
+    dirs_cam = pixel_directions(data.h, data.w, data.focal, torch.from_numpy(xy))
+    o, d = camera_rays(torch.as_tensor(data.c2w[cam], dtype=torch.float64), dirs_cam)
+    z = torch.from_numpy(z_world)
+    sig = torch.from_numpy(rel_sigma)
+    norm = data.normalization
+    t = camera_z_to_ray_param(z, o, d, norm)
+    t_near = camera_z_to_ray_param(z * (1 - sig).clamp_min(0.05), o, d, norm)
+    t_far = camera_z_to_ray_param(z * (1 + sig), o, d, norm)
+    sigma_t = (t_far - t_near).abs() / 2
+    if norm.ndc:
+        ph, pw, pf = norm.ndc_hwf
+        o, d = ndc_rays(ph, pw, pf, o, d)
+    return o.float(), d.float(), t.float(), sigma_t.float().clamp_min(1e-5)
+
+
+def _depth_loss(cfg, out, target, sigma, weight) -> torch.Tensor:
+    if cfg.depth_loss == "ds_kl":
+        return losses.ds_kl_loss(out.weights.float(), out.t, out.dt, target, sigma, weight)
+    return losses.depth_mse(out.static_depth.float(), target, weight)
+
+
+def _resolve(datadir: str, rel: str) -> Path:
+    p = Path(rel)
+    return p if p.is_absolute() else Path(datadir) / p
+
+
+class DenseDepthSupervision:
+    """Per-train-ray targets: t [Nr], sigma_t [Nr], weight [Nr] (0 = no depth)."""
+
+    def __init__(self, cfg: argparse.Namespace, data, device):
+        self.cfg = cfg
+        path = _resolve(cfg.datadir, cfg.depthmap_npy_path)
+        dense = load_dense_depth(path)
+        if tuple(dense.hw) != (data.h, data.w):
+            raise UserError(f"{path}: depth maps are {dense.hw[1]}x{dense.hw[0]} but training images are "
+                            f"{data.w}x{data.h}")
+        missing = [data.cam_names[k] for k in data.train_idx if data.cam_names[k] not in dense.cam_names]
+        if missing:
+            raise UserError(f"{path}: no depth for training cameras {missing} (file has {dense.cam_names})")
+        t, sig, w = [], [], []
+        for k in data.train_idx:
+            i = dense.index_of(data.cam_names[k])
+            _check_same_camera(path, data, k, dense.c2w[i])
+            xy = _pixel_grid(data.h, data.w)
+            z = dense.depth[i].reshape(-1).astype(np.float64)
+            valid = dense.mask[i].reshape(-1) & np.isfinite(z) & (z > 0)
+            z = np.where(valid, z, 1.0)
+            rel = np.full_like(z, cfg.depth_sigma)
+            _, _, tk, sk = keypoint_rays(data, k, xy, z, rel)
+            t.append(tk)
+            sig.append(sk)
+            w.append(torch.from_numpy(np.where(valid, dense.weight[i].reshape(-1), 0.0)).float())
+        self.t, self.sigma, self.weight = torch.cat(t), torch.cat(sig), torch.cat(w)
+        log.info("dense depth: %s, %.1f%% of training pixels supervised", path, 100 * float((self.weight > 0).mean()))
+
+    def annotate(self, batch: RayBatch, idx: np.ndarray) -> RayBatch:
+        i = torch.from_numpy(np.asarray(idx))
+        batch.depth, batch.depth_sigma, batch.depth_weight = self.t[i], self.sigma[i], self.weight[i]
+        return batch
+
+    def loss_terms(self, model, batch: RayBatch, out, label: torch.Tensor, step: int) -> dict:
+        weight = batch.depth_weight * (~label).float()
+        return {"depth": depth_weight_at(self.cfg, step) * _depth_loss(self.cfg, out, batch.depth,
+                                                                       batch.depth_sigma, weight)}
+
+
+class SparseDepthSupervision:
+    """Keypoint rays of the training cameras: origins/dirs [M, 3], t, sigma_t, weight [M]."""
+
+    def __init__(self, cfg: argparse.Namespace, data, device):
+        self.cfg, self.device = cfg, device
+        path = _resolve(cfg.datadir, cfg.colmap_depth_path)
+        sp = load_sparse_depth(path)
+        unknown = sorted(set(sp.cam_names) - set(data.cam_names))
+        if unknown:
+            raise UserError(f"{path}: cameras {unknown} are not in the scene ({list(data.cam_names)})")
+        sx, sy = data.w / sp.hw[1], data.h / sp.hw[0]
+        std = data.cache.std
+        mean_err = max(float(sp.reproj_error.mean()), 1e-6) if len(sp.reproj_error) else 1.0
+        parts = []
+        for k in data.train_idx:
+            name = data.cam_names[k]
+            if name not in sp.cam_names:
+                continue
+            sel = sp.cam_index == sp.cam_names.index(name)
+            xy = np.stack([sp.x[sel] * sx, sp.y[sel] * sy], -1)
+            px = np.clip(xy.astype(int), 0, [data.w - 1, data.h - 1])
+            static = std[k, px[:, 1], px[:, 0]] <= cfg.temporal_variance_threshold
+            rel = cfg.depth_sigma * (1 + sp.reproj_error[sel] / mean_err)
+            o, d, t, s = keypoint_rays(data, k, xy[static], sp.depth[sel][static], rel[static])
+            parts.append((o, d, t, s, torch.from_numpy(sp.weight[sel][static]).float()))
+        if not parts or sum(len(p[2]) for p in parts) == 0:
+            raise UserError(f"{path}: no keypoints on static pixels of the training cameras")
+        self.origins, self.dirs, self.t, self.sigma, self.weight = (torch.cat(x) for x in zip(*parts))
+        n_batch = max(1, int(cfg.batch_size * cfg.depth_batch_fraction))
+        self.sampler = EpochSampler(len(self.t), n_batch, cfg.seed + 2)
+        log.info("COLMAP depth: %s, %d keypoints on static pixels of %d training cameras", path, len(self.t),
+                 len(parts))
+
+    def annotate(self, batch: RayBatch, idx: np.ndarray) -> RayBatch:
+        return batch
+
+    def loss_terms(self, model, batch: RayBatch, out, label: torch.Tensor, step: int) -> dict:
+        i = torch.from_numpy(self.sampler.next())
+        rays = RayBatch(self.origins[i], self.dirs[i]).to(self.device)
+        kp = model(rays, jitter=True, ray_dynamic=torch.zeros(len(i), dtype=torch.bool, device=self.device))
+        dev = self.device
+        loss = _depth_loss(self.cfg, kp, self.t[i].to(dev), self.sigma[i].to(dev), self.weight[i].to(dev))
+        return {"depth": depth_weight_at(self.cfg, step) * loss}
+
+
+def _pixel_grid(h: int, w: int) -> np.ndarray:
+    """Pixel-centre coordinates [H*W, 2] (x = column + 0.5, y = row + 0.5), row-major."""
+    ys, xs = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    return np.stack([xs.reshape(-1), ys.reshape(-1)], -1)
+
+
+def _check_same_camera(path: Path, data, k: int, c2w_file: np.ndarray, tol: float = 1e-3) -> None:
+    world = data.rig.c2w[k]
+    extent = max(float(np.ptp(data.rig.c2w[:, :, 3], axis=0).max()), 1e-6)
+    if not (np.allclose(world[:, :3], c2w_file[:, :3], atol=tol)
+            and np.abs(world[:, 3] - c2w_file[:, 3]).max() <= tol * extent):
+        raise UserError(f"{path}: camera {data.cam_names[k]} was rendered at another pose than the scene's "
+                        f"(depth from another world or rig)")
+
+
+SOURCES = {"static_model": DenseDepthSupervision, "colmap": SparseDepthSupervision}
 
 
 def build_depth_supervision(cfg: argparse.Namespace, data, device):
-    """-> an object with ``loss_terms(model, batch, out, label, step) -> dict`` or None when off."""
+    """-> a supervision object (``annotate`` + ``loss_terms``) or None when ``use_depth`` is 0."""
     if not cfg.use_depth:
         return None
-    raise UserError("config: use_depth 1 is not available in this version yet")
+    return SOURCES["colmap" if cfg.use_colmap_depth else "static_model"](cfg, data, device)

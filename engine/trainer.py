@@ -98,7 +98,7 @@ class Trainer:
     def save(self) -> Path:
         path = self.run_dir / "ckpt.pt"
         extra = {"sampler": self.sampler.state_dict(), "history": self.history, "elapsed": self.elapsed,
-                 "rng": setup.rng_state()}
+                 "rng": setup.rng_state(), "cameras": self.data.camera_table()}
         save_checkpoint(path, self.model, self.norm, vars(self.cfg), self.step, self.optimizer, extra)
         return path
 
@@ -137,7 +137,11 @@ class Trainer:
 
     def train_step(self) -> tuple[float, float]:
         self._set_lr()
-        batch = self.data.gather(self.sampler.next()).to(self.device)
+        idx = self.sampler.next()
+        batch = self.data.gather(idx)
+        if self.depth is not None:
+            batch = self.depth.annotate(batch, idx)
+        batch = batch.to(self.device)
         label = batch.std > self.cfg.temporal_variance_threshold
         with self.autocast():
             out = self.model(batch, jitter=True, ray_dynamic=None if self.model.cfg.static_only else label)
@@ -152,7 +156,7 @@ class Trainer:
         with torch.no_grad():
             mse = losses.mse(out.rgb.float().expand_as(batch.rgb), batch.rgb) if self.model.cfg.static_only \
                 else losses.mse(out.rgb.float(), batch.rgb)
-        return float(loss), float(-10 * torch.log10(mse))
+        return float(loss.detach()), float(-10 * torch.log10(mse))
 
     def loss_terms(self, batch: RayBatch, out, label: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named loss terms of one batch (colour, TV, variation field)."""

@@ -242,7 +242,11 @@ class MixVoxels(nn.Module):
 
     @torch.no_grad()
     def occupancy_grid(self, resolution: list[int], chunk: int = 2 ** 18) -> torch.Tensor:
-        """Dense occupancy over the aabb at [Rx, Ry, Rz]: static alpha or variation field -> [Rz, Ry, Rx] bool."""
+        """Dense occupancy over the aabb at [Rx, Ry, Rz] -> [Rz, Ry, Rx] bool.
+
+        A voxel is occupied when its static alpha exceeds ``alpha_mask_thre`` or the variation field
+        calls it dynamic (so space that only moving objects visit is never pruned).
+        """
         rx, ry, rz = resolution
         axes = [torch.linspace(0, 1, r, device=self.aabb.device) for r in (rz, ry, rx)]
         grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).flip(-1)
@@ -252,8 +256,8 @@ class MixVoxels(nn.Module):
         for i in range(0, pts.shape[0], chunk):
             p = self.normalize_coords(pts[i:i + chunk])
             a = 1 - torch.exp(-self.density_act(self.density(p)) * step * self.cfg.distance_scale)
-            if not self.cfg.static_only:
-                keep = torch.sigmoid(self.variation(p)) > self.cfg.point_wise_dynamic_threshold
+            if not self.cfg.static_only:  # keep space the variation field calls dynamic
+                keep = torch.sigmoid(self.variation(p)) > self.cfg.dynamic_threshold
                 a = torch.where(keep, torch.ones_like(a), a)
             alpha[i:i + chunk] = a
         return dilate_and_threshold(alpha.view(rz, ry, rx), self.cfg.alpha_mask_thre)

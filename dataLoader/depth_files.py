@@ -1,0 +1,100 @@
+"""Depth files on disk (SPEC §5): dense maps from a static model and sparse COLMAP keypoints.
+
+Both store **camera-axis z in world units** (the units of the camera centres in
+``poses_bounds.npy``) and name their cameras.
+
+``depth/all_depth.npz`` (dense, one map per camera, not per frame):
+  depth [K, H, W] float32, mask [K, H, W] bool, weight [K, H, W] float32,
+  cam_names [K] str, hw [2] int, c2w [K, 3, 4] float64 world cameras (OpenGL axes) the maps were
+  rendered at, normalization: JSON of the renderer's SceneNormalization (informational).
+
+``colmap_depth.npz`` (sparse, flat keypoint table):
+  cam_index [M] int32, x [M], y [M] (continuous pixel coordinates, origin at the top-left corner),
+  depth [M], weight [M] = 2 exp(-(e/ebar)^2), reproj_error [M], cam_names [K] str, hw [2] int.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dataLoader.errors import UserError
+
+
+@dataclass
+class DenseDepth:
+    depth: np.ndarray
+    mask: np.ndarray
+    weight: np.ndarray
+    cam_names: list[str]
+    hw: tuple[int, int]
+    c2w: np.ndarray
+    normalization: dict
+
+    def index_of(self, name: str) -> int:
+        return self.cam_names.index(name)
+
+
+@dataclass
+class SparseDepth:
+    cam_index: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    depth: np.ndarray
+    weight: np.ndarray
+    reproj_error: np.ndarray
+    cam_names: list[str]
+    hw: tuple[int, int]
+
+
+def _open_npz(path: Path, keys: tuple[str, ...]) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: depth file not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f]
+            if missing:
+                raise UserError(f"{path}: missing arrays {missing}")
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable depth file ({exc})") from None
+
+
+def save_dense_depth(path: Path, d: DenseDepth) -> None:
+    """Write atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez_compressed(tmp, depth=d.depth.astype(np.float32), mask=d.mask.astype(bool),
+                        weight=d.weight.astype(np.float32), cam_names=np.asarray(d.cam_names),
+                        hw=np.asarray(d.hw, dtype=np.int64), c2w=np.asarray(d.c2w, dtype=np.float64),
+                        normalization=np.asarray(json.dumps(d.normalization)))
+    tmp.replace(path)
+
+
+def load_dense_depth(path: Path) -> DenseDepth:
+    f = _open_npz(Path(path), ("depth", "mask", "weight", "cam_names", "hw", "c2w"))
+    k = f["depth"].shape[0]
+    if f["depth"].ndim != 3 or f["mask"].shape != f["depth"].shape or f["weight"].shape != f["depth"].shape:
+        raise UserError(f"{path}: depth, mask and weight must all be [K, H, W]")
+    if len(f["cam_names"]) != k or f["c2w"].shape != (k, 3, 4):
+        raise UserError(f"{path}: cam_names/c2w do not match the {k} depth maps")
+    norm = json.loads(str(f["normalization"])) if "normalization" in f else {}
+    return DenseDepth(f["depth"], f["mask"].astype(bool), f["weight"], [str(n) for n in f["cam_names"]],
+                      tuple(int(v) for v in f["hw"]), f["c2w"], norm)
+
+
+def load_sparse_depth(path: Path) -> SparseDepth:
+    keys = ("cam_index", "x", "y", "depth", "weight", "reproj_error", "cam_names", "hw")
+    f = _open_npz(Path(path), keys)
+    m = f["depth"].shape[0]
+    if any(f[k].shape != (m,) for k in keys[:6]):
+        raise UserError(f"{path}: keypoint arrays must all have shape [M]")
+    names = [str(n) for n in f["cam_names"]]
+    if m and (f["cam_index"].min() < 0 or f["cam_index"].max() >= len(names)):
+        raise UserError(f"{path}: cam_index out of range of cam_names")
+    return SparseDepth(f["cam_index"].astype(np.int64), f["x"].astype(np.float64), f["y"].astype(np.float64),
+                       f["depth"].astype(np.float64), f["weight"].astype(np.float64),
+                       f["reproj_error"].astype(np.float64), names, tuple(int(v) for v in f["hw"]))
