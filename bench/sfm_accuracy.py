@@ -1,0 +1,178 @@
+"""SfM accuracy of imgs2poses.py + colmap2depth.py on the synthetic scene; one JSON line per variant.
+
+For each variant a one-frame synthetic scene is written with
+``dataLoader.synthetic_scene.write_scene`` (frames/camXX/0000.png, poses_bounds.npy,
+gt_depth/camXX.npy), the ground-truth poses are kept, and the two stages run on the
+scene dir. The SfM cameras are aligned to the ground truth by a similarity: the
+rotation from the cameras' orientations (chordal mean; a centres-only Umeyama fit is
+ill-conditioned for a near-planar forward rig), then scale and translation from the
+centres in closed form (Umeyama with that rotation). Reported per variant:
+``registered`` / ``n_cams``, ``rot_err_deg_max``, ``centre_err_max`` (fraction of the rig
+size = largest distance between two GT centres), ``depth_relerr_median`` of the
+sparse depths (times the similarity's scale) against gt_depth at the keypoint's pixel,
+``n_keypoints``, estimated vs true focal, seconds; or ``error`` when SfM fails.
+
+Variants: the default scene at its default size (96 x 72) and at 480 x 360; a textured
+variant (same geometry, high-frequency textures so SIFT finds features) at 96 x 72,
+240 x 180 and 480 x 360 with the true focal as a fixed prior, and at 480 x 360
+self-calibrating. Usage: python bench/sfm_accuracy.py [--only default]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+import colmap2depth  # noqa: E402
+import imgs2poses  # noqa: E402
+from dataLoader import synthetic_scene  # noqa: E402
+from dataLoader.depth_files import SparseDepth, load_sparse_depth  # noqa: E402
+from dataLoader.errors import UserError  # noqa: E402
+from dataLoader.poses import load_poses_bounds  # noqa: E402
+
+VARIANTS = {  # name: (width, height, textured, fixed focal prior, static views)
+    "default": (96, 72, False, False, 0),
+    "default_480": (480, 360, False, False, 0),
+    "textured_96": (96, 72, True, True, 0),
+    "textured_240": (240, 180, True, True, 0),
+    "textured_320": (320, 240, True, True, 0),
+    "textured_480": (480, 360, True, True, 0),
+    "textured_480_selfcal": (480, 360, True, False, 0),
+    "textured_320_static8": (320, 240, True, True, 8),
+}
+
+
+def rich_texture(rng: np.random.Generator, n_waves: int = 12) -> synthetic_scene.Texture:
+    """Busy, non-repeating texture SIFT can match: sinusoids of random direction, wavelengths 0.08..0.8."""
+    waves = []
+    for _ in range(n_waves):
+        v = rng.normal(size=3)
+        k = 2 * np.pi / np.exp(rng.uniform(np.log(0.08), np.log(0.8))) * v / np.linalg.norm(v)
+        waves.append((*k, rng.uniform(0, 2 * np.pi), *rng.uniform(-0.6, 0.6, 3) / np.sqrt(n_waves)))
+    base = tuple(float(b) for b in rng.uniform(0.3, 0.7, 3))
+    return synthetic_scene.Texture(base, tuple(tuple(float(x) for x in w) for w in waves))
+
+
+def textured(scene: synthetic_scene.Scene) -> synthetic_scene.Scene:
+    """The same scene geometry with every shape's texture replaced by :func:`rich_texture`."""
+    rng = np.random.default_rng([scene.seed, 7])
+    return replace(scene, shapes=tuple(replace(s, texture=rich_texture(rng)) for s in scene.shapes))
+
+
+def write_variant(out: Path, width: int, height: int, rich: bool, seed: int = 0, n_static: int = 0) -> None:
+    """One-frame scene (no videos; ``n_static`` static views) at ``out``; textured when ``rich``."""
+    make = synthetic_scene.make_scene
+    patch = (mock.patch.object(synthetic_scene, "make_scene", lambda *a, **k: textured(make(*a, **k)))
+             if rich else contextlib.nullcontext())
+    with patch:
+        synthetic_scene.write_scene(out, seed=seed, n_frames=1, width=width, height=height,
+                                    n_static_views=n_static, supersample=1, video=False)
+
+
+def similarity_align(est: np.ndarray, gt: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """est, gt: [K, 3, 4] c2w. Returns (s, R [3,3], t [3]) with gt ~ s R est + t, R det +1."""
+    u, _, vt = np.linalg.svd(np.einsum("kij,klj->il", gt[:, :, :3], est[:, :, :3]))
+    rot = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+    xs, xd = est[:, :, 3] - est[:, :, 3].mean(0), gt[:, :, 3] - gt[:, :, 3].mean(0)
+    s = float(np.sum(xd * (xs @ rot.T)) / np.sum(xs * xs))
+    return s, rot, gt[:, :, 3].mean(0) - s * rot @ est[:, :, 3].mean(0)
+
+
+def pose_errors(est: np.ndarray, gt: np.ndarray, sim=None, size: float | None = None) -> dict:
+    """Per-camera rotation (deg) and centre errors (fraction of ``size``, default the rig size).
+
+    sim: (s, R, t) to apply; default :func:`similarity_align` of est to gt.
+    """
+    s, rot, t = similarity_align(est, gt) if sim is None else sim
+    rel = np.einsum("kji,kjl->kil", np.einsum("ij,kjl->kil", rot, est[:, :, :3]), gt[:, :, :3])
+    ang = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    c = gt[:, :, 3]
+    size = np.linalg.norm(c[:, None] - c[None], axis=-1).max() if size is None else size
+    cerr = np.linalg.norm(s * est[:, :, 3] @ rot.T + t - c, axis=1) / size
+    return {"sim": (s, rot, t), "size": float(size), "rot_err_deg": ang, "centre_err": cerr}
+
+
+def depth_relerr(sp: SparseDepth, scale: float, gt_depth: list[np.ndarray]) -> np.ndarray:
+    """[M] |s·depth − gt| / gt at each keypoint's pixel (gt_depth[k]: [H, W] of camera k)."""
+    h, w = sp.hw
+    col, row = np.clip(sp.x.astype(int), 0, w - 1), np.clip(sp.y.astype(int), 0, h - 1)
+    gt = np.array([gt_depth[k][r, c] for k, r, c in zip(sp.cam_index, row, col, strict=True)])
+    return np.abs(scale * sp.depth - gt) / gt
+
+
+def _summary(err: dict, rel: np.ndarray, prefix: str = "") -> dict:
+    return {f"{prefix}rot_err_deg_max": float(err["rot_err_deg"].max()),
+            f"{prefix}centre_err_max": float(err["centre_err"].max()),
+            f"{prefix}depth_relerr_median": float(np.median(rel)), f"{prefix}n_keypoints": int(len(rel))}
+
+
+def _evaluate(capture: Path, gt, prefix: str = "", sim=None, size=None) -> tuple[dict, dict]:
+    """Compare ``capture``'s SfM poses + colmap_depth.npz with its GT rig ``gt`` (read before SfM)."""
+    est = load_poses_bounds(capture / "poses_bounds.npy")
+    assert est.names == gt.names
+    err = pose_errors(est.c2w, gt.c2w, sim, size)
+    gt_depth = [np.load(capture / "gt_depth" / f"{n}.npy")[0] for n in gt.names]
+    rel = depth_relerr(load_sparse_depth(capture / "colmap_depth.npz"), err["sim"][0], gt_depth)
+    return err, {**_summary(err, rel, prefix), f"{prefix}registered": len(est), f"{prefix}focal_est": est.hwf[2]}
+
+
+def run_variant(scene_dir: Path, focal_prior: bool, static: bool = False) -> dict:
+    """Run both stages on a synthetic scene dir (its poses files are replaced) and measure.
+
+    With ``static``, ``scene_dir/static`` is registered too (``--static_dir``) and judged
+    with the video rig's similarity: both captures must come out in one world.
+    """
+    video, still = scene_dir, scene_dir / "static"
+    gt = load_poses_bounds(video / "poses_bounds.npy")
+    gt_still = load_poses_bounds(still / "poses_bounds.npy") if static else None
+    argv = [str(video), "--overwrite", "1"]
+    if static:
+        argv += ["--static_dir", str(still)]
+    if focal_prior:
+        argv += ["--focal_prior", str(gt.hwf[2]), "--refine_focal", "0"]
+        argv += ["--static_focal_prior", str(gt_still.hwf[2])] if static else []
+    start = time.perf_counter()
+    imgs2poses.main(argv)
+    out = {"sfm_s": round(time.perf_counter() - start, 2), "n_cams": len(gt), "focal_gt": gt.hwf[2]}
+    colmap2depth.main([str(video)])
+    err, summary = _evaluate(video, gt)
+    out.update(summary)
+    if static:
+        colmap2depth.main([str(still), "--sparse_dir", str(video / "sparse/0"), "--image_prefix", "static/"])
+        out.update(_evaluate(still, gt_still, "static_", err["sim"], err["size"])[1], static_n_views=len(gt_still))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seed", type=int, default=0, help="scene seed")
+    args = p.parse_args()
+    for name in args.only:
+        width, height, rich, prior, n_static = VARIANTS[name]
+        line = {"bench": "sfm_accuracy", "variant": name, "seed": args.seed, "width": width, "height": height,
+                "textured": rich, "focal_prior_fixed": prior, "machine": platform.machine(), "cpus": os.cpu_count()}
+        with tempfile.TemporaryDirectory() as tmp:
+            scene = Path(tmp) / "scene"
+            write_variant(scene, width, height, rich, args.seed, n_static)
+            try:
+                line.update(run_variant(scene, prior, static=n_static > 0))
+            except UserError as exc:
+                line["error"] = str(exc)
+        print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()

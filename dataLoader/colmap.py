@@ -1,0 +1,477 @@
+"""pycolmap wrappers: run SfM, read a model, match images to cameras by name (SPEC §2, §5.2).
+
+Conventions
+-----------
+- COLMAP stores world-to-camera poses with OpenCV camera axes [right, down,
+  forward]. :func:`model_c2w` converts them once to the toolkit's OpenGL c2w
+  ([right, up, back] columns + centre, see ``dataLoader.poses``); writing LLFF
+  files then goes through ``dataLoader.poses.save_poses_bounds``.
+- Images are always found **by name** (``Image.name`` in the model), never by
+  COLMAP id or list position. A camera ``cam`` of a capture is the model image
+  whose name without extension is ``prefix + cam`` (``cam00.png``,
+  ``static/cam00.png``, or ``3.jpg`` for an LLFF ``images/`` folder).
+- Units are COLMAP's world units (arbitrary scale) everywhere.
+- Camera order: ``frames/camXX`` folders are sorted as strings (as the dataset
+  lists them; names are expected zero-padded, cam00..camNN). Files of an LLFF
+  ``images/`` folder are sorted numeric-aware (``2.jpg`` before ``10.jpg``).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+from PIL import Image
+from tqdm import tqdm
+
+from dataLoader.errors import UserError
+from dataLoader.frame_cache import IMAGE_SUFFIXES, list_cameras
+
+log = logging.getLogger(__name__)
+
+BOUNDS_PERCENTILES = (0.1, 99.9)  # LLFF's near/far percentiles of visible points' camera z
+FOCAL_REL_TOL = 0.01  # cameras within 1% of each other may be merged into one shared intrinsic
+
+
+# ----------------------------------------------------------------------------- image lists
+
+def natural_key(name: str) -> tuple:
+    """Numeric-aware sort key: ``"2.jpg" < "10.jpg"``."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files of ``folder`` sorted as strings, as the dataset's frame scan lists them."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def camera_folders(datadir: Path) -> list[Path]:
+    """``frames/camXX`` folders in the dataset's (string) order; warns if they are not zero-padded."""
+    dirs = list_cameras(datadir)
+    if [d.name for d in dirs] != sorted((d.name for d in dirs), key=natural_key):
+        log.warning("%s: camera folders are not zero-padded; rows follow string order %s",
+                    datadir / "frames", [d.name for d in dirs])
+    return dirs
+
+
+def list_capture_images(datadir: Path, frame_idx: int = 0, one_each: bool = False) -> list[tuple[str, Path]]:
+    """(camera name, image file) per camera, in ``poses_bounds.npy`` row order.
+
+    ``datadir/frames/camXX/``: the ``frame_idx``-th image (string order) of each camera
+    folder; with ``one_each`` every folder must hold exactly one image (static capture).
+    Otherwise ``datadir/images/*``: every image, numeric-aware order, named by file stem.
+    """
+    datadir, out = Path(datadir), []
+    if (datadir / "frames").is_dir():
+        for cam in camera_folders(datadir):
+            files = image_files(cam)
+            if one_each and len(files) != 1:
+                raise UserError(f"{cam}: expected exactly one image, found {len(files)}")
+            if not 0 <= frame_idx < len(files):
+                raise UserError(f"{cam}: no frame {frame_idx} (the folder has {len(files)} images)")
+            out.append((cam.name, files[0 if one_each else frame_idx]))
+    elif (datadir / "images").is_dir():
+        out = [(p.stem, p) for p in sorted(image_files(datadir / "images"), key=lambda p: natural_key(p.name))]
+    else:
+        raise UserError(f"{datadir}: no images (expected frames/camXX/ folders or an images/ folder)")
+    if not out or len({n for n, _ in out}) != len(out):
+        raise UserError(f"{datadir}: no images, or several images per camera name ({[n for n, _ in out]})")
+    return out
+
+
+def _image_hw(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:  # reads the header only
+            return im.height, im.width
+    except OSError as exc:
+        raise UserError(f"{path}: unreadable image ({exc})") from None
+
+
+def common_image_size(paths: Sequence[Path], what: str) -> tuple[int, int]:
+    """(H, W) shared by all images; UserError naming the sizes if they differ."""
+    sizes = {p: _image_hw(p) for p in paths}
+    if len(set(sizes.values())) != 1:
+        detail = ", ".join(f"{p.parent.name}/{p.name} {h}x{w}" for p, (h, w) in sizes.items())
+        raise UserError(f"{what}: images of different sizes in one rig ({detail}; H x W)")
+    return next(iter(sizes.values()))
+
+
+# ----------------------------------------------------------------------------- running SfM
+
+@dataclass(frozen=True)
+class ImageGroup:
+    """Images extracted with one camera setting (one shared camera when ``single_camera``).
+
+    names: image names inside the model (may contain a folder, e.g. ``static/cam00.png``).
+    paths: source files, same order. focal_prior: focal in pixels of these images, or None.
+    """
+
+    names: tuple[str, ...]
+    paths: tuple[Path, ...]
+    focal_prior: float | None = None
+
+
+def _stage_images(groups: Sequence[ImageGroup], image_dir: Path) -> None:
+    """Link (or copy) every source file into ``image_dir`` under its model name."""
+    for g in groups:
+        for name, src in zip(g.names, g.paths, strict=True):
+            dst = image_dir / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                dst.symlink_to(Path(src).resolve())
+            except OSError:
+                shutil.copy2(src, dst)
+
+
+def _reader_options(focal_prior: float | None, hw: tuple[int, int]) -> pycolmap.ImageReaderOptions:
+    """SIMPLE_PINHOLE (f, cx, cy): the loader's model (fx = fy, centred principal point, no distortion)."""
+    opts = pycolmap.ImageReaderOptions()
+    opts.camera_model = "SIMPLE_PINHOLE"
+    if focal_prior is not None:
+        opts.camera_params = f"{focal_prior},{hw[1] / 2},{hw[0] / 2}"
+    return opts
+
+
+@contextlib.contextmanager
+def _colmap_log_level() -> Iterator[None]:
+    """COLMAP's own (glog) lines: all when this module logs at DEBUG, else errors only; restored after."""
+    old = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 2
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = old
+
+
+@dataclass(frozen=True)
+class SfmOptions:
+    """single_camera: one COLMAP camera per :class:`ImageGroup` (else one per image).
+    refine_focal: let bundle adjustment refine focal lengths (turn off with a trusted
+    focal prior: forward-facing rigs with small baselines self-calibrate poorly).
+    seed: RANSAC / mapper seed; num_threads: -1 = all cores.
+    """
+
+    single_camera: bool = True
+    refine_focal: bool = True
+    seed: int = 0
+    num_threads: int = -1
+
+
+def run_sfm(groups: Sequence[ImageGroup], workspace: Path,
+            options: SfmOptions = SfmOptions()) -> pycolmap.Reconstruction:
+    """SIFT extraction (CPU), exhaustive matching and incremental mapping of all images.
+
+    ``workspace`` (an empty scratch folder) receives ``images/``, ``database.db``
+    and ``sparse/``. Returns the reconstruction with the most registered images;
+    raises UserError when some images were not registered (naming them).
+    """
+    workspace = Path(workspace)
+    _stage_images(groups, workspace / "images")
+    with _colmap_log_level():
+        maps = _sfm_stages(groups, workspace, options)
+    names = [n for g in groups for n in g.names]
+    if not maps:
+        folders = sorted({str(Path(p).parent.parent) for g in groups for p in g.paths})
+        raise UserError(f"{', '.join(folders)}: SfM built no model from {len(names)} images (too little "
+                        "texture or overlap?); not registered: " + ", ".join(names))
+    rec = max(maps.values(), key=lambda r: r.num_reg_images())
+    registered = {im.name for im in rec.images.values() if im.has_pose}
+    missing = [n for n in names if n not in registered]
+    if missing:
+        raise UserError(f"SfM registered {len(names) - len(missing)} of {len(names)} images; "
+                        f"not registered: {', '.join(missing)}")
+    log.info("SfM: %s", rec.summary().replace("\n", " ").replace("\t", ""))
+    return rec
+
+
+def _sfm_stages(groups: Sequence[ImageGroup], workspace: Path,
+                opt: SfmOptions) -> dict[int, pycolmap.Reconstruction]:
+    image_dir, db = workspace / "images", workspace / "database.db"
+    mode = pycolmap.CameraMode.SINGLE if opt.single_camera else pycolmap.CameraMode.PER_IMAGE
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = opt.num_threads
+    n_images = sum(len(g.names) for g in groups)
+    log.info("SfM 1/3: extracting SIFT features from %d images", n_images)
+    for g in groups:
+        hw = common_image_size(g.paths, str(Path(g.paths[0]).parent))
+        pycolmap.extract_features(db, image_dir, image_names=list(g.names), camera_mode=mode,
+                                  reader_options=_reader_options(g.focal_prior, hw),
+                                  extraction_options=extraction, device=pycolmap.Device.cpu)
+    log.info("SfM 2/3: exhaustive matching")
+    matching, verification = pycolmap.FeatureMatchingOptions(), pycolmap.TwoViewGeometryOptions()
+    matching.num_threads, verification.ransac.random_seed = opt.num_threads, opt.seed
+    pycolmap.match_exhaustive(db, matching_options=matching, verification_options=verification,
+                              device=pycolmap.Device.cpu)
+    mapping = pycolmap.IncrementalPipelineOptions()
+    mapping.multiple_models, mapping.random_seed, mapping.num_threads = False, opt.seed, opt.num_threads
+    mapping.ba_refine_focal_length = mapping.mapper.abs_pose_refine_focal_length = opt.refine_focal
+    (workspace / "sparse").mkdir(exist_ok=True)
+    with tqdm(total=n_images, desc="SfM 3/3: incremental mapping", unit="img") as bar:
+        return pycolmap.incremental_mapping(db, image_dir, workspace / "sparse", mapping,
+                                            initial_image_pair_callback=lambda: bar.update(2),
+                                            next_image_callback=lambda: bar.update(1))
+
+
+# ----------------------------------------------------------------------------- reading models
+
+def read_model(path: str | Path) -> pycolmap.Reconstruction:
+    """Read a ``sparse/0`` model (binary or text); UserError when missing, unreadable or empty."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: COLMAP model folder not found")
+    if not any((path / f"images{ext}").is_file() for ext in (".bin", ".txt")):
+        raise UserError(f"{path}: no COLMAP model here (images.bin / images.txt missing)")
+    try:
+        rec = pycolmap.Reconstruction(path)
+    except Exception as exc:  # pycolmap raises plain RuntimeError/ValueError on bad files
+        raise UserError(f"{path}: unreadable COLMAP model ({exc})") from None
+    if rec.num_reg_images() == 0 or rec.num_points3D() == 0:
+        raise UserError(f"{path}: empty COLMAP model ({rec.num_reg_images()} registered images, "
+                        f"{rec.num_points3D()} points)")
+    return rec
+
+
+def _strip_ext(name: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and "/" not in ext else name
+
+
+def image_ids_for_cameras(rec: pycolmap.Reconstruction, cams: Sequence[str], prefix: str = "",
+                          source: str = "model") -> list[int]:
+    """COLMAP image id of each camera (same order), found by name: ``name - ext == prefix + cam``.
+
+    Raises UserError naming cameras with no (or an ambiguous, or an unregistered) image.
+    """
+    by_key: dict[str, list[int]] = {}
+    for iid, im in rec.images.items():
+        by_key.setdefault(_strip_ext(im.name), []).append(iid)
+    absent = [c for c in cams if len(by_key.get(prefix + c, [])) != 1]
+    if absent:
+        have = sorted((im.name for im in rec.images.values()), key=natural_key)
+        raise UserError(f"{source}: no unique image named '{prefix}<camera>.<ext>' for camera(s) "
+                        f"{', '.join(absent)}; the model's images are {', '.join(have)}")
+    ids = [by_key[prefix + c][0] for c in cams]
+    unposed = [c for c, i in zip(cams, ids, strict=True) if not rec.images[i].has_pose]
+    if unposed:
+        raise UserError(f"{source}: camera(s) {', '.join(unposed)} are in the model but not registered")
+    return ids
+
+
+def model_w2c(rec: pycolmap.Reconstruction, ids: Sequence[int]) -> np.ndarray:
+    """[K, 3, 4] COLMAP world-to-camera matrices (OpenCV axes) of the given image ids."""
+    poses = [rec.images[i].cam_from_world for i in ids]  # a method in pycolmap >= 3.12, else a property
+    return np.stack([np.asarray((p() if callable(p) else p).matrix(), dtype=np.float64) for p in poses])
+
+
+def opencv_w2c_to_opengl_c2w(w2c: np.ndarray) -> np.ndarray:
+    """[K, 3, 4] world-to-camera, OpenCV [right, down, forward] -> [K, 3, 4] c2w, OpenGL [right, up, back]."""
+    rot_c2w = np.swapaxes(w2c[:, :, :3], 1, 2)
+    centre = -np.einsum("kij,kj->ki", rot_c2w, w2c[:, :, 3])
+    rot_gl = rot_c2w * np.array([1.0, -1.0, -1.0])  # flip the y and z columns
+    return np.concatenate([rot_gl, centre[:, :, None]], axis=-1)
+
+
+def model_c2w(rec: pycolmap.Reconstruction, ids: Sequence[int]) -> np.ndarray:
+    """[K, 3, 4] OpenGL camera-to-world poses (world = COLMAP world) of the given image ids."""
+    return opencv_w2c_to_opengl_c2w(model_w2c(rec, ids))
+
+
+# ----------------------------------------------------------------------------- intrinsics, bounds, keypoints
+
+def shared_intrinsics(cameras: Sequence[pycolmap.Camera], *, allow_average: bool = False,
+                      source: str = "model") -> tuple[float, float, float]:
+    """One (H, W, focal) for a rig, as the loader needs one shared intrinsic.
+
+    H, W: the median camera size; focal: mean of each camera's focal rescaled to that
+    width. Cameras whose sizes or focals differ are merged with a warning when within
+    1%; beyond that UserError unless ``allow_average``.
+    """
+    h = np.array([c.height for c in cameras], dtype=np.float64)
+    w = np.array([c.width for c in cameras], dtype=np.float64)
+    f = np.array([c.mean_focal_length() for c in cameras]) * (np.median(w) / w)
+    spread = max(np.ptp(f) / f.mean(), np.ptp(w) / w.mean(), np.ptp(h) / h.mean())
+    if spread > 0:
+        what = (f"{len({c.camera_id for c in cameras})} COLMAP cameras (focal {f.min():.2f}..{f.max():.2f} px, "
+                f"sizes {int(w.min())}..{int(w.max())} x {int(h.min())}..{int(h.max())})")
+        if spread > FOCAL_REL_TOL and not allow_average:
+            raise UserError(f"{source}: {what} differ by {100 * spread:.2f}% (> {100 * FOCAL_REL_TOL:.0f}%); "
+                            "the loader needs one shared intrinsic (allow averaging with --average_intrinsics 1)")
+        log.warning("%s: %s differ by %.2f%%; using their average", source, what, 100 * spread)
+    return float(np.round(np.median(h))), float(np.round(np.median(w))), float(f.mean())
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Every (image, 3D point) observation of the selected images: image_index [M] (into
+    the selected ids), xy [M, 2] COLMAP keypoint pixel coords (origin top-left corner,
+    pixel centres at +0.5), xyz [M, 3] world point, error [M] its reprojection error (px);
+    mean_error over all the model's points."""
+
+    image_index: np.ndarray
+    xy: np.ndarray
+    xyz: np.ndarray
+    error: np.ndarray
+    mean_error: float
+
+
+def observations(rec: pycolmap.Reconstruction, ids: Sequence[int]) -> Observations:
+    """Gather the observations of images ``ids`` (see :class:`Observations`)."""
+    points = sorted(rec.points3D.items())
+    pids = np.array([pid for pid, _ in points], dtype=np.int64)
+    xyz_all = np.array([p.xyz for _, p in points], dtype=np.float64).reshape(-1, 3)
+    err_all = np.array([p.error for _, p in points], dtype=np.float64)
+    idx, xy, ref = [], [], []
+    for k, iid in enumerate(ids):
+        pts = rec.images[iid].get_observation_points2D()
+        idx.append(np.full(len(pts), k, dtype=np.int32))
+        xy.append(np.array([p.xy for p in pts], dtype=np.float64).reshape(-1, 2))
+        ref.append(np.array([p.point3D_id for p in pts], dtype=np.int64))
+    row = np.searchsorted(pids, np.concatenate(ref))
+    return Observations(np.concatenate(idx), np.concatenate(xy), xyz_all[row], err_all[row],
+                        float(err_all.mean()))
+
+
+def camera_z(w2c: np.ndarray, obs: Observations) -> np.ndarray:
+    """[M] camera-axis depth (OpenCV z, world units) of each observation's 3D point."""
+    rot, t = w2c[obs.image_index, :, :3], w2c[obs.image_index, :, 3]
+    return np.einsum("mj,mj->m", rot[:, 2], obs.xyz) + t[:, 2]
+
+
+def bounds_from_depths(z: np.ndarray, image_index: np.ndarray, k: int, names: Sequence[str],
+                       percentiles: tuple[float, float] = BOUNDS_PERCENTILES) -> np.ndarray:
+    """[K, 2] near/far per camera: percentiles of its visible points' positive camera z."""
+    out = np.zeros((k, 2))
+    for i in range(k):
+        zi = z[(image_index == i) & (z > 0)]
+        if zi.size < 2:
+            raise UserError(f"camera {names[i]}: only {zi.size} 3D points in front of it; cannot set near/far")
+        out[i] = np.percentile(zi, percentiles)
+    return out
+
+
+def ideal_pixel_coords(rec: pycolmap.Reconstruction, ids: Sequence[int], obs: Observations,
+                       hwf: tuple[float, float, float]) -> np.ndarray:
+    """[M, 2] keypoints re-expressed in the poses file's ideal pinhole (H, W, f, centred principal point).
+
+    Each keypoint is unprojected with its own COLMAP camera (undistortion, principal
+    point, size) and projected with ``hwf``, so ``rays.pixel_directions(H, W, f, xy)``
+    is the observed ray. With a centred, undistorted camera of the same focal and size
+    this is the identity; for another size it is the plain rescaling.
+    """
+    uv = np.empty_like(obs.xy)
+    for k, iid in enumerate(ids):
+        sel = obs.image_index == k
+        uv[sel] = rec.cameras[rec.images[iid].camera_id].cam_from_img(obs.xy[sel])
+    return np.array(hwf[1::-1]) / 2 + hwf[2] * uv
+
+
+def keypoint_depth_table(rec: pycolmap.Reconstruction, ids: Sequence[int], names: Sequence[str],
+                         hwf: tuple[float, float, float], bounds: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``colmap_depth.npz`` table (DS-NeRF sparse depth) for the cameras ``names``/``ids``.
+
+    Returns cam_index [M] int32 (row of poses_bounds.npy), x, y [M] float32 pixel coords
+    in the poses file's H x W (origin top-left corner, pixel centres at +0.5), depth [M]
+    float32 camera z in world units, weight [M] float32 = 2 exp(-(e/ē)^2), reproj_error
+    [M] float32 (e, px; ē = mean over the model's points), cam_names [K] str, hw [2]
+    int32, focal [] float64. Only points with near <= depth <= far of their camera kept.
+    """
+    obs = observations(rec, ids)
+    z = camera_z(model_w2c(rec, ids), obs)
+    xy = ideal_pixel_coords(rec, ids, obs, hwf)
+    near, far = bounds[obs.image_index, 0], bounds[obs.image_index, 1]
+    keep = (z >= near) & (z <= far)
+    e = obs.error[keep]
+    e_mean = max(obs.mean_error, 1e-12)
+    return {
+        "cam_index": obs.image_index[keep].astype(np.int32),
+        "x": xy[keep, 0].astype(np.float32),
+        "y": xy[keep, 1].astype(np.float32),
+        "depth": z[keep].astype(np.float32),
+        "weight": (2.0 * np.exp(-((e / e_mean) ** 2))).astype(np.float32),
+        "reproj_error": e.astype(np.float32),
+        "cam_names": np.array(list(names), dtype=str),
+        "hw": np.array(hwf[:2], dtype=np.int32),
+        "focal": np.float64(hwf[2]),
+    }
+
+
+def save_depth_table(path: str | Path, table: dict[str, np.ndarray]) -> None:
+    """Write ``colmap_depth.npz`` atomically (temp file + rename).
+
+    Read it with ``dataLoader.depth_files.load_sparse_depth`` (the one reader).
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **table)
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- pose agreement
+
+def check_same_world(c2w_file: np.ndarray, c2w_model: np.ndarray, names: Sequence[str], near: float,
+                     source: str, rot_tol_deg: float = 0.1, rel_tol: float = 1e-3) -> None:
+    """UserError naming the cameras whose poses (both [K, 3, 4] OpenGL c2w) disagree.
+
+    Rotation tolerance in degrees; centre tolerance relative to the larger of the rig's
+    radius and ``near`` (the smallest near bound, so a single camera is judged too).
+    """
+    rel = np.einsum("kji,kjl->kil", c2w_file[:, :, :3], c2w_model[:, :, :3])
+    ang = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    centres = c2w_model[:, :, 3]
+    extent = max(float(np.linalg.norm(centres - centres.mean(0), axis=1).max()), near)
+    dist = np.linalg.norm(c2w_file[:, :, 3] - centres, axis=1) / extent
+    bad = [f"{n} ({a:.3g} deg, {d * extent:.3g} units)"
+           for n, a, d in zip(names, ang, dist, strict=True) if a > rot_tol_deg or d > rel_tol]
+    if bad:
+        raise UserError(f"{source}: poses disagree with the COLMAP model (not the same world) for "
+                        f"camera(s) {', '.join(bad)}; rerun imgs2poses.py or pass the matching --sparse_dir")
+
+
+# ----------------------------------------------------------------------------- whole-rig helpers
+
+@dataclass(frozen=True)
+class RigPoses:
+    """What ``poses_bounds.npy`` holds for one capture, in the COLMAP world.
+
+    names: [K] camera names (row order); c2w: [K, 3, 4] OpenGL; hwf: shared (H, W, f);
+    bounds: [K, 2] near/far camera z (percentiles of the visible points).
+    """
+
+    names: tuple[str, ...]
+    c2w: np.ndarray
+    hwf: tuple[float, float, float]
+    bounds: np.ndarray
+
+
+def rig_poses(rec: pycolmap.Reconstruction, cams: Sequence[str], prefix: str = "", *,
+              allow_average: bool = False, source: str = "model") -> RigPoses:
+    """Poses, shared intrinsic and bounds of cameras ``cams`` (model images ``prefix + cam.*``)."""
+    ids = image_ids_for_cameras(rec, cams, prefix, source)
+    w2c = model_w2c(rec, ids)
+    obs = observations(rec, ids)
+    bounds = bounds_from_depths(camera_z(w2c, obs), obs.image_index, len(ids), cams)
+    hwf = shared_intrinsics([rec.cameras[rec.images[i].camera_id] for i in ids],
+                            allow_average=allow_average, source=source)
+    return RigPoses(tuple(cams), opencv_w2c_to_opengl_c2w(w2c), hwf, bounds)
+
+
+def write_model(rec: pycolmap.Reconstruction, dest: str | Path) -> None:
+    """Write ``rec`` (binary) to ``dest`` atomically, replacing an existing model there."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = dest.with_name(dest.name + ".tmp"), dest.with_name(dest.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp.mkdir()
+    rec.write(tmp)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
