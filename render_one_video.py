@@ -1,38 +1,66 @@
-"""Render one camera's full video from a checkpoint alone (no config or dataset needed).
+"""Render a video from a checkpoint alone (no config or dataset needed).
 
-Output: ``<run dir>/videos/<camera>_rgb.mp4`` (or ``--out``).
+Camera video:  render_one_video.py --ckpt RUN/ckpt.pt --cam_num N [--mode rgb|depth|rgbd] [--frames a:b]
+Camera path:   render_one_video.py --ckpt RUN/ckpt.pt --path spiral|circle|bullet_time [--n_views 120]
+               render_one_video.py --ckpt RUN/ckpt.pt --path_file poses.json
+
+Output: ``RUN/videos/<name>_<mode>.mp4`` (``--out_dir`` to change), where <name> is the camera
+name (e.g. ``cam03``, ``cam03_f0010-0019`` for a frame range) or ``path_spiral``, ``path_circle``,
+``path_bullet_time_tNNNN``, ``path_<file stem>``; ``_dsK`` is appended for ``--downsample K``.
+``--png 1`` also writes the frames as ``<same name>/NNNN.png``. ``rgbd`` puts the colourised depth
+(disparity colours, one range per video) to the right of the colour image.
+
+Paths: pose i is rendered at time (frames start + i mod frame count); bullet time freezes
+``--freeze_frame`` and sweeps across the rig. Poses come from the training cameras stored in the
+checkpoint and its scene normalization. Each ray renders all T frames (MixVoxels' time heads),
+so a path costs T-fold per pose: fine on a CPU at demo sizes.
+
+Path file format (JSON; c2w in world units, OpenGL axes [right, up, back] + centre, det +1)::
+
+    {"frames": [{"c2w": [[...4 numbers...], [...], [...]], "time": 0}, ...],
+     "focal": 60.0, "hw": [72, 96]}          # focal (pixels at hw) and hw are optional
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from dataLoader.errors import UserError
-from engine.checkpoint import load_model
+import configargparse
+
 from engine.cli import run_main
-from engine.render import render_camera_video
-from engine.setup import pick_device
+from engine.paths import PATHS
+from engine.render import MODES
+from engine.workflow import VideoRequest, render_video
+
+
+def build_parser() -> configargparse.ArgumentParser:
+    p = configargparse.ArgumentParser(description=__doc__.splitlines()[0], ignore_unknown_config_file_keys=True,
+                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", is_config_file=True,
+                   help="optional key = value file; a training config is accepted (only this script's keys are read)")
+    p.add_argument("--ckpt", required=True, help="checkpoint (RUN/ckpt.pt)")
+    p.add_argument("--cam_num", type=int, default=0, help="camera index (row of poses_bounds.npy)")
+    p.add_argument("--mode", default="rgb", choices=MODES, help="colour, depth, or both side by side")
+    p.add_argument("--frames", default="", help="frame range a:b (b exclusive; empty: all frames)")
+    p.add_argument("--fps", type=float, default=30.0, help="video frame rate")
+    p.add_argument("--downsample", type=float, default=1.0, help="render at (H/k, W/k)")
+    p.add_argument("--path", default="", choices=("",) + PATHS, help="render a camera path instead of a camera")
+    p.add_argument("--render_path", type=int, default=0, choices=(0, 1), help="seed-workflow alias of --path spiral")
+    p.add_argument("--path_file", default="", help="JSON camera path (format above)")
+    p.add_argument("--n_views", type=int, default=120, help="poses in a generated path")
+    p.add_argument("--freeze_frame", type=int, default=0, help="bullet_time: the frozen frame")
+    p.add_argument("--png", type=int, default=0, choices=(0, 1), help="also write PNG frames")
+    p.add_argument("--out_dir", default="", help="output folder (empty: RUN/videos)")
+    p.add_argument("--max_buffer_mb", type=int, default=1024, help="float frames held at once while rendering")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    return p
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--ckpt", required=True, help="checkpoint (RUN/ckpt.pt)")
-    p.add_argument("--cam_num", type=int, default=0, help="camera index (row of poses_bounds.npy)")
-    p.add_argument("--out", default="", help="output mp4 (default: RUN/videos/<cam>_rgb.mp4)")
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--device", default="auto")
-    args = p.parse_args()
-    device = pick_device(args.device)
-    model, norm, state = load_model(args.ckpt, device)
-    cams = state["extra"].get("cameras")
-    if not cams:
-        raise UserError(f"{args.ckpt}: checkpoint holds no camera table")
-    if not 0 <= args.cam_num < len(cams["names"]):
-        raise UserError(f"--cam_num {args.cam_num} out of range: the rig has {len(cams['names'])} cameras")
-    out = Path(args.out) if args.out else Path(args.ckpt).parent / "videos" / f"{cams['names'][args.cam_num]}_rgb.mp4"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    n = render_camera_video(model, norm, cams, args.cam_num, out, device, args.fps)
-    print(f"wrote {n} frames of {cams['names'][args.cam_num]} to {out}")
+    args = vars(build_parser().parse_args())
+    args.pop("config")
+    if args.pop("render_path") and not args["path"]:
+        args["path"] = "spiral"
+    print(render_video(VideoRequest(**args)))
 
 
 if __name__ == "__main__":

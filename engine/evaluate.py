@@ -1,4 +1,14 @@
-"""Test-camera evaluation: render, metrics on raw float renders, pictures, metrics.json."""
+"""Evaluation shared by training and ``tools/evaluate.py`` (SPEC §7).
+
+Metrics are computed in-process on raw float renders (never on mp4 decodes): PSNR of the whole
+test video and mean per-frame PSNR, SSIM (data range 1.0) with DSSIM both ways, the optional
+LPIPS / FLIP / JOD (``{"available": false, "reason": ...}`` when they cannot run, never 0) and,
+when ``gt_depth/<cam>.npy`` exists, depth AbsRel / RMSE / delta<1.25 in world-unit camera z on the
+test cameras and the training cameras.
+
+Outputs in the run dir: ``metrics.json`` (merged with what training wrote), ``test/<cam>_per_frame.csv``,
+pictures under ``test/`` and ``report.html`` (see :mod:`engine.report`).
+"""
 from __future__ import annotations
 
 import csv
@@ -10,12 +20,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dataLoader.video_io import write_video
-from engine.metrics import depth_metrics, evaluate_video
-from engine.render import CameraRender, render_pose
-from engine.visualize import colorize_depth, error_heatmap, plot_per_frame, save_png
+from engine.metrics import depth_metrics, evaluate_video, optional_metrics
+from engine.render import CameraRender, iter_camera_frames, render_pose
+from engine.report import save_camera_pictures, write_report
+from engine.visualize import plot_per_frame, plot_training_curves
 
 log = logging.getLogger(__name__)
+
+VIDEO_FPS = 30.0  # frame rate assumed by JOD when the scene does not say
 
 
 def load_gt_depth(datadir: Path, cam: str, frame_start: int, n_frames: int, hw) -> np.ndarray | None:
@@ -27,16 +39,17 @@ def load_gt_depth(datadir: Path, cam: str, frame_start: int, n_frames: int, hw) 
     if depth.shape[1:] != tuple(hw):
         depth = np.stack([cv2.resize(np.asarray(d), (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
                           for d in depth])
-    return np.asarray(depth, dtype=np.float32)
+    return np.array(depth, dtype=np.float32)
 
 
 def json_safe(obj):
     """Numpy arrays/scalars -> lists/floats; non-finite floats -> None."""
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [json_safe(v) for v in np.asarray(obj).tolist()] if isinstance(obj, np.ndarray) \
-            else [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, np.integer):
@@ -44,52 +57,128 @@ def json_safe(obj):
     return obj
 
 
-def save_camera_pictures(out_dir: Path, cam: str, render: CameraRender, gt: np.ndarray, n_images: int) -> None:
-    """PNG frames (render | gt | error), colourised depth, and the test video."""
-    n_t = render.rgb.shape[0]
-    for t in np.unique(np.linspace(0, n_t - 1, max(1, n_images)).round().astype(int)):
-        pred = (render.rgb[t] * 255).round().astype(np.uint8)
-        panel = np.concatenate([pred, gt[t], error_heatmap(render.rgb[t], gt[t] / 255.0)], axis=1)
-        save_png(out_dir / f"{cam}_frame{t:04d}.png", panel)
-        save_png(out_dir / f"{cam}_depth{t:04d}.png", colorize_depth(render.depth[t], inverse=True))
-    save_png(out_dir / f"{cam}_static.png", (render.static_rgb * 255).round().astype(np.uint8))
-    write_video(out_dir / f"{cam}_rgb.mp4", (render.rgb * 255).round().astype(np.uint8), fps=30)
+def write_metrics(path: Path, metrics: dict) -> None:
+    """Write metrics.json atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(json_safe(metrics), indent=2))
+    tmp.replace(path)
 
 
-def evaluate_cameras(model, data, device, out_dir: Path, n_images: int = 3) -> dict:
-    """Render every test camera of ``data``; returns {camera: metrics} and writes pictures to out_dir."""
+def read_metrics(path: Path) -> dict:
+    """metrics.json as a dict ({} when absent or unreadable)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_per_frame_csv(path: Path, per_frame: dict) -> None:
+    """CSV with columns frame, psnr, ssim (blank where not computed), depth_abs_rel (when present)."""
+    ssim_at = dict(zip(np.asarray(per_frame["ssim_frames"]).tolist(), np.asarray(per_frame["ssim"]).tolist()))
+    depth = per_frame.get("depth_abs_rel")
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["frame", "psnr", "ssim"] + (["depth_abs_rel"] if depth is not None else []))
+        for t, p in enumerate(np.asarray(per_frame["psnr"]).tolist()):
+            row = [t, f"{p:.4f}", f"{ssim_at[t]:.5f}" if t in ssim_at else ""]
+            if depth is not None:
+                row.append("" if depth[t] is None else f"{depth[t]:.5f}")
+            w.writerow(row)
+
+
+def _broadcast_static(render: CameraRender, n_t: int) -> None:
+    """A static model (T = 1) evaluated on a video is compared with every frame."""
+    if render.rgb.shape[0] != n_t:
+        render.rgb = np.broadcast_to(render.rgb, (n_t,) + render.rgb.shape[1:])
+        render.depth = np.broadcast_to(render.depth, (n_t,) + render.depth.shape[1:])
+
+
+def _depth_per_frame(pred: np.ndarray, gt: np.ndarray) -> list:
+    """[T, H, W] each -> per-frame AbsRel [T] (None where a frame has no valid pixel)."""
+    return [depth_metrics(p, g).get("abs_rel") for p, g in zip(pred, gt)]
+
+
+def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS) -> tuple[dict, CameraRender, np.ndarray,
+                                                                                   np.ndarray | None]:
+    """Render camera k of ``data`` -> (metrics, render, gt uint8 [T,H,W,3], gt depth [T,H,W] or None)."""
+    cam = data.cam_names[k]
+    render = render_pose(model, data.c2w[k], data.h, data.w, data.focal, data.normalization, device)
+    gt = data.frames_of(k)
+    _broadcast_static(render, gt.shape[0])
+    gt_f = gt.astype(np.float32) / 255.0
+    metrics = evaluate_video(render.rgb, gt_f, device=device)
+    metrics["optional"] = optional_metrics(render.rgb, gt_f, fps=fps)
+    metrics["dynamic_pixel_fraction"] = float(render.dynamic.mean())
+    gt_depth = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, gt.shape[0], (data.h, data.w))
+    if gt_depth is not None:
+        metrics["depth"] = depth_metrics(render.depth, gt_depth)
+        metrics["per_frame"]["depth_abs_rel"] = _depth_per_frame(render.depth, gt_depth)
+    else:
+        metrics["depth"] = {"available": False, "reason": f"no gt_depth/{cam}.npy in the scene"}
+    return metrics, render, gt, gt_depth
+
+
+def train_camera_depth(model, data, device) -> dict:
+    """Depth metrics of every training camera that has ground truth -> {camera: metrics}."""
+    out = {}
+    for k in data.train_idx:
+        cam = data.cam_names[k]
+        gt = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, data.n_frames, (data.h, data.w))
+        if gt is None:
+            continue
+        frames = list(range(data.n_frames))
+        pred = np.stack([d for _, _, d in iter_camera_frames(model, data.c2w[k], data.h, data.w, data.focal,
+                                                             data.normalization, device, frames, progress=False)])
+        out[cam] = depth_metrics(pred, gt)
+    return out
+
+
+def evaluate_cameras(model, data, device, out_dir: Path, n_images: int = 3,
+                     picture_frames: list[int] | None = None) -> dict:
+    """Evaluate every test camera of ``data``: metrics, per-frame CSV and plot, pictures -> {camera: metrics}.
+
+    File paths (relative to out_dir's parent, the run dir) are listed under each camera's ``files``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for k in data.test_idx:
         cam = data.cam_names[k]
-        render = render_pose(model, data.c2w[k], data.h, data.w, data.focal, data.normalization, device)
-        gt = data.frames_of(k)
-        if render.rgb.shape[0] != gt.shape[0]:  # static model on a video: compare to every frame
-            render.rgb = np.broadcast_to(render.rgb, gt.shape[:1] + render.rgb.shape[1:])
-            render.depth = np.broadcast_to(render.depth, gt.shape[:1] + render.depth.shape[1:])
-        metrics = evaluate_video(render.rgb, gt.astype(np.float32) / 255.0, device=device)
-        metrics["dynamic_pixel_fraction"] = float(render.dynamic.mean())
-        gt_depth = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, gt.shape[0], (data.h, data.w))
-        if gt_depth is not None:
-            metrics["depth"] = depth_metrics(render.depth, gt_depth)
-        save_camera_pictures(out_dir, cam, render, gt, n_images)
-        plot_per_frame(metrics["per_frame"]["psnr"], out_dir / f"{cam}_psnr_per_frame.png", "PSNR (dB)")
+        metrics, render, gt, gt_depth = evaluate_camera(model, data, k, device)
+        files = save_camera_pictures(out_dir, cam, render, gt, gt_depth, n_images, picture_frames)
+        plot_per_frame(metrics["per_frame"]["psnr"], out_dir / f"{cam}_psnr_per_frame.png", "PSNR (dB)",
+                       title=f"{cam}: per-frame PSNR")
         write_per_frame_csv(out_dir / f"{cam}_per_frame.csv", metrics["per_frame"])
+        files.update(psnr_plot=f"{cam}_psnr_per_frame.png", per_frame_csv=f"{cam}_per_frame.csv")
+        metrics["files"] = {key: _rel(out_dir, v) for key, v in files.items()}
         results[cam] = json_safe(metrics)
         log.info("%s: PSNR %.2f dB, SSIM %.4f", cam, metrics["psnr"], metrics["ssim"])
     return results
 
 
-def write_per_frame_csv(path: Path, per_frame: dict) -> None:
-    ssim_at = dict(zip(per_frame["ssim_frames"].tolist(), per_frame["ssim"].tolist()))
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["frame", "psnr", "ssim"])
-        for t, p in enumerate(per_frame["psnr"].tolist()):
-            w.writerow([t, f"{p:.4f}", f"{ssim_at[t]:.5f}" if t in ssim_at else ""])
+def _rel(out_dir: Path, value):
+    """File names inside out_dir -> paths relative to the run dir (out_dir's parent)."""
+    if isinstance(value, list):
+        return [_rel(out_dir, v) for v in value]
+    return f"{out_dir.name}/{value}"
 
 
-def write_metrics(path: Path, metrics: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(json_safe(metrics), indent=2))
-    tmp.replace(path)
+def evaluate_run(model, data, device, run_dir: Path, history: dict | None = None, n_images: int = 3,
+                 picture_frames: list[int] | None = None, info: dict | None = None, merge: bool = True) -> dict:
+    """Evaluate test cameras (+ training-camera depth), write run_dir/metrics.json (updating the existing
+    one when ``merge``), plot the training curves from ``history`` (when given) and write
+    run_dir/report.html. Returns the full metrics dict."""
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir / "metrics.json") if merge else {}
+    metrics.update(info or {})
+    if history and history.get("iteration"):
+        plot_training_curves(history, run_dir / "training_curves.png")
+    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames)
+    metrics["train_depth"] = json_safe(train_camera_depth(model, data, device))
+    metrics["conventions"] = {
+        "psnr": "whole-video PSNR from the MSE over all frames; psnr_per_frame_mean = mean of per-frame PSNRs",
+        "ssim": "Gaussian SSIM (sigma 1.5) on float RGB in [0, 1], data range 1.0; dssim1 = 1 - SSIM, "
+                "dssim2 = (1 - SSIM) / 2",
+        "depth": "world-unit camera z against gt_depth/; abs_rel, rmse (world units), delta_1_25",
+    }
+    write_metrics(run_dir / "metrics.json", metrics)
+    write_report(run_dir, metrics)
+    return metrics

@@ -6,17 +6,28 @@ import sys
 from pathlib import Path
 
 
+def optional_line(optional: dict) -> str:
+    """LPIPS/FLIP/JOD values, or "n/a" for the ones that could not run."""
+    parts = [f"{name.upper()} {rec['value']:.4f}" if rec.get("available") else f"{name.upper()} n/a"
+             for name, rec in optional.items()]
+    return ", ".join(parts)
+
+
 def main() -> None:
     run = Path(sys.argv[1])
     metrics = json.loads((run / "metrics.json").read_text())
-    print(f"\nrun: {run}  ({metrics['iterations']} iterations, {metrics['train_time_s']:.0f} s)")
-    for cam, m in metrics["test"].items():
+    print(f"\nrun: {run}  ({metrics.get('iterations', '?')} iterations, {metrics.get('train_time_s', 0):.0f} s)")
+    for cam, m in metrics.get("test", {}).items():
         line = f"  {cam}: PSNR {m['psnr']:.2f} dB (per-frame mean {m['psnr_per_frame_mean']:.2f}), " \
                f"SSIM {m['ssim']:.4f} (data range {m['ssim_data_range']})"
-        if "depth" in m and m["depth"].get("abs_rel") is not None:
+        if m.get("depth", {}).get("abs_rel") is not None:
             line += f", depth AbsRel {m['depth']['abs_rel']:.4f}"
+        if m.get("optional"):
+            line += f"; {optional_line(m['optional'])}"
         print(line)
     print(f"  metrics: {run / 'metrics.json'}")
+    if (run / "report.html").is_file():
+        print(f"  report: {run / 'report.html'}")
     print(f"  test renders: {run / 'test'}")
     for video in sorted((run / "videos").glob("*.mp4")):
         print(f"  video: {video}")

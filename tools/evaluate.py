@@ -1,0 +1,33 @@
+"""Evaluate a checkpoint on its test cameras (the same code that runs at the end of training).
+
+Writes, in the checkpoint's run dir: ``metrics.json`` (PSNR whole-video and per-frame mean, SSIM and
+DSSIM with data range 1.0, LPIPS/FLIP/JOD or the reason they are unavailable, depth AbsRel/RMSE/
+delta<1.25 on test and training cameras when ``gt_depth/`` exists), ``test/<cam>_per_frame.csv``,
+pictures under ``test/`` (frames | ground truth | error heat map, colourised depth, per-frame PSNR
+plot), ``training_curves.png`` and ``report.html`` (static; open it in a browser).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.cli import run_main  # noqa: E402
+from engine.workflow import evaluate_checkpoint  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ckpt", required=True, help="checkpoint (RUN/ckpt.pt)")
+    p.add_argument("--datadir", default="", help="scene dir (default: the one stored in the checkpoint)")
+    p.add_argument("--n_images", type=int, default=3, help="evenly spaced frames drawn as pictures")
+    p.add_argument("--picture_frames", type=int, nargs="*", default=None, help="frames to draw instead")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    args = p.parse_args()
+    print(evaluate_checkpoint(args.ckpt, args.device, args.datadir, args.n_images, args.picture_frames))
+
+
+if __name__ == "__main__":
+    run_main(main)
