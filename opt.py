@@ -29,9 +29,10 @@ def _data(p):
     g.add_argument("--frame_start", type=int, default=0, help="first frame used")
     g.add_argument("--n_frames", type=int, default=-1, help="number of frames T (-1: all)")
     g.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out camera indices")
-    g.add_argument("--ndc_ray", type=int, default=1, help="1: forward-facing NDC rays; 0: bounded metric rays")
-    g.add_argument("--scene_box", type=float, nargs="+", default=[-1.5, -1.67, -1.0],
-                   help="ray-space aabb: lower corner (upper = -lower) or 6 numbers")
+    g.add_argument("--ndc_ray", type=int, default=-1,
+                   help="1: forward-facing NDC rays; 0: bounded metric rays; -1: choose from the rig")
+    g.add_argument("--scene_box", type=float, nargs="*", default=[],
+                   help="ray-space aabb: lower corner (upper = -lower) or 6 numbers; empty: automatic")
     g.add_argument("--std_blur_kernel", type=int, default=0,
                    help="Gaussian blur of temporal std maps, odd pixels (0: auto ~ width/45)")
 
@@ -136,6 +137,8 @@ def build_parser() -> configargparse.ArgumentParser:
     p = _Parser(description="MixVoxels with depth supervision", allow_abbrev=False,
                 config_file_parser_class=configargparse.DefaultConfigFileParser)
     p.add_argument("--base_config", is_config_file=True, help="schedule file (overridden by --config)")
+    p.add_argument("--depth_config", is_config_file=True, default="",
+                   help="depth-supervision overlay, e.g. configs/depth/static_model.txt (overridden by --config)")
     p.add_argument("--config", is_config_file=True, help="scene config file")
     for group in (_data, _run, _model, _dynamic, _optim, _depth):
         group(p)

@@ -17,6 +17,7 @@ from dataLoader.errors import UserError
 from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, scan_frames, target_size
 from dataLoader.poses import CameraRig, SceneNormalization, load_poses_bounds
 from dataLoader.rays import camera_rays, ndc_rays, pixel_directions
+from dataLoader.rig_geometry import NDC_BOX, bounded_box, is_forward_facing, min_near, view_spread_deg
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ class DataOptions:
     frame_start: int = 0
     n_frames: int = -1
     test_cams: tuple[int, ...] = (0,)
-    scene_box: tuple[float, ...] = (-1.5, -1.5, -1.0, 1.5, 1.5, 1.0)
-    ndc: bool = True
+    scene_box: tuple[float, ...] = ()  # empty: NDC_BOX for NDC rays, the cameras' frusta when bounded
+    ndc: bool | None = None  # None: forward-facing rigs get NDC rays, others bounded metric rays
     std_blur_kernel: int = 0  # 0: auto
 
 
@@ -73,7 +74,7 @@ class VideoDataset:
         self.cache = FrameCache.open(build_cache(datadir, src, opts.downsample, blur))
         self.h, self.w = self.cache.meta["hw"]
         self.n_frames = self.cache.meta["n_frames"]
-        own = SceneNormalization.from_rig(self.rig, scene_aabb(opts.scene_box), opts.ndc)
+        own = self._normalization(opts)
         if normalization is not None:
             normalization.require_same_world(own, str(poses_path))
         self.normalization = normalization or own
@@ -85,6 +86,27 @@ class VideoDataset:
         origins, dirs = zip(*(self.camera_rays(k) for k in self.train_idx))
         self.train_origins = torch.cat(origins)
         self.train_dirs = torch.cat(dirs)
+
+    def _normalization(self, opts: DataOptions) -> SceneNormalization:
+        ndc = opts.ndc
+        if ndc is None:
+            ndc = is_forward_facing(self.rig)
+            log.info("rig views spread over %.0f deg: %s rays", view_spread_deg(self.rig),
+                     "forward-facing NDC" if ndc else "bounded metric")
+        if opts.scene_box:
+            box = scene_aabb(opts.scene_box)
+        elif ndc:
+            box = scene_aabb(NDC_BOX)
+        else:
+            box = bounded_box(self.rig, SceneNormalization.from_rig(self.rig, np.zeros((2, 3)), ndc=False))
+        return SceneNormalization.from_rig(self.rig, box, ndc)
+
+    @property
+    def near_far(self) -> tuple[float, float]:
+        """Ray-parameter range the model samples: NDC [0, 1]; bounded: (min near, inf) clipped by the aabb."""
+        if self.normalization.ndc:
+            return 0.0, 1.0
+        return min_near(self.rig, self.normalization), float("inf")
 
     def _check_aspect(self, hw, poses_path: Path) -> None:
         ph, pw, _ = self.rig.hwf

@@ -53,12 +53,13 @@ def data_options(cfg: argparse.Namespace) -> DataOptions:
     return DataOptions(
         datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
         n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
-        ndc=bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel)
+        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel)
 
 
-def model_config(cfg: argparse.Namespace, n_frames: int) -> ModelConfig:
+def model_config(cfg: argparse.Namespace, n_frames: int, ndc: bool, near_far: tuple[float, float]) -> ModelConfig:
     return ModelConfig(
-        n_frames=1 if cfg.static_only else n_frames, static_only=bool(cfg.static_only), ndc=bool(cfg.ndc_ray),
+        n_frames=1 if cfg.static_only else n_frames, static_only=bool(cfg.static_only), ndc=ndc,
+        near_far=near_far,
         n_lamb_sigma=tuple(cfg.n_lamb_sigma), n_lamb_sh=tuple(cfg.n_lamb_sh),
         n_lamb_sigma_dynamic=tuple(cfg.n_lamb_sigma_dynamic), n_lamb_sh_dynamic=tuple(cfg.n_lamb_sh_dynamic),
         app_dim=cfg.app_dim, data_dim_density=cfg.data_dim_density, data_dim_color=cfg.data_dim_color,
@@ -71,9 +72,11 @@ def model_config(cfg: argparse.Namespace, n_frames: int) -> ModelConfig:
         dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size)
 
 
-def new_model(cfg: argparse.Namespace, aabb, n_frames: int, device):
-    aabb = torch.as_tensor(aabb, dtype=torch.float32)
-    return build_model("mixvoxels", model_config(cfg, n_frames), aabb, n_to_reso(cfg.N_voxel_init, aabb)).to(device)
+def new_model(cfg: argparse.Namespace, data, device):
+    """A fresh model over the dataset's aabb, ray space and frame count."""
+    aabb = torch.as_tensor(data.normalization.aabb, dtype=torch.float32)
+    mcfg = model_config(cfg, data.n_frames, data.normalization.ndc, data.near_far)
+    return build_model("mixvoxels", mcfg, aabb, n_to_reso(cfg.N_voxel_init, aabb)).to(device)
 
 
 def prepare_run_dir(cfg: argparse.Namespace) -> Path:

@@ -46,7 +46,7 @@ class Trainer:
         if state:
             self.model = model_from_state(state, self.device)
         else:
-            self.model = setup.new_model(cfg, self.norm.aabb, self.data.n_frames, self.device)
+            self.model = setup.new_model(cfg, self.data, self.device)
         self.schedule = GridSchedule(cfg.N_voxel_init, cfg.N_voxel_final, tuple(cfg.upsamp_list),
                                      tuple(cfg.update_AlphaMask_list))
         self.sampler = EpochSampler(self.data.n_train_rays, cfg.batch_size, cfg.seed)

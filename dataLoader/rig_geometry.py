@@ -1,0 +1,49 @@
+"""Rig-level geometry: forward-facing detection and the bounded-scene box (issue: general rigs)."""
+from __future__ import annotations
+
+import numpy as np
+
+from dataLoader.poses import CameraRig, SceneNormalization
+
+NDC_BOX = (-1.5, -1.67, -1.0)  # default NDC aabb lower corner (upper = -lower)
+
+
+def view_spread_deg(rig: CameraRig) -> float:
+    """Largest angle (degrees) between a camera's viewing direction and the rig's mean direction."""
+    fwd = -rig.c2w[:, :, 2]
+    mean = fwd.sum(0)
+    mean /= np.linalg.norm(mean)
+    cos = np.clip(fwd @ mean, -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)).max())
+
+
+def is_forward_facing(rig: CameraRig, max_angle_deg: float = 30.0) -> bool:
+    """True when every camera looks within ``max_angle_deg`` of the mean direction (NDC is valid)."""
+    return view_spread_deg(rig) <= max_angle_deg
+
+
+def frustum_points(c2w_norm: np.ndarray, hwf, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """Corners and centres of every camera frustum at its near and far depth -> [K*10, 3]."""
+    h, w, f = hwf
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h], [w / 2, h / 2]], dtype=np.float64)
+    dirs = np.stack([(corners[:, 0] - w / 2) / f, -(corners[:, 1] - h / 2) / f, -np.ones(5)], -1)
+    pts = []
+    for c2w, n, fa in zip(c2w_norm, near, far):
+        world_dirs = dirs @ c2w[:, :3].T
+        for z in (n, fa):
+            pts.append(c2w[:, 3] + z * world_dirs)
+    return np.concatenate(pts)
+
+
+def bounded_box(rig: CameraRig, norm: SceneNormalization, margin: float = 0.05) -> np.ndarray:
+    """Normalized-world aabb [2, 3] covering every camera frustum between its near and far bounds."""
+    c2w = norm.apply(rig.c2w)
+    pts = frustum_points(c2w, rig.hwf, rig.bounds[:, 0] * norm.scale, rig.bounds[:, 1] * norm.scale)
+    lo, hi = pts.min(0), pts.max(0)
+    pad = margin * (hi - lo)
+    return np.stack([lo - pad, hi + pad])
+
+
+def min_near(rig: CameraRig, norm: SceneNormalization) -> float:
+    """Smallest ray parameter to sample in bounded mode: 0.9 x the nearest near bound (normalized)."""
+    return 0.9 * float(rig.bounds[:, 0].min()) * norm.scale
