@@ -54,7 +54,8 @@ class Trainer:
         self.use_amp = bool(cfg.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
-        self.history: dict[str, list] = {"iteration": [], "time_s": [], "loss": [], "psnr": []}
+        self.history: dict[str, list] = {"iteration": [], "time_s": [], "loss": [], "psnr": [], "loss_terms": []}
+        self.last_terms: dict[str, torch.Tensor] = {}
         self.elapsed = 0.0
         self.rebuild_optimizer()
         if state:
@@ -126,6 +127,8 @@ class Trainer:
     def _log(self, loss: float, psnr: float, bar) -> None:
         for key, val in zip(("iteration", "time_s", "loss", "psnr"), (self.step, self.elapsed, loss, psnr)):
             self.history[key].append(val)
+        # one {term name: value} per logged iteration (terms such as "depth" exist only when active)
+        self.history.setdefault("loss_terms", []).append({k: float(v) for k, v in self.last_terms.items()})
         rays_s = self.step * self.cfg.batch_size / max(self.elapsed, 1e-9)
         bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", rays_s=f"{rays_s:.0f}")
         bar.update(self.step - bar.n)
@@ -149,6 +152,7 @@ class Trainer:
         if self.depth is not None:
             terms.update(self.depth.loss_terms(self.model, batch, out, label, self.step))
         loss = sum(terms.values())
+        self.last_terms = {k: v.detach() for k, v in terms.items()}
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
