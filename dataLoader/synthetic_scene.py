@@ -2,18 +2,14 @@
 
 World units throughout; cameras use the toolkit's OpenGL axes [right, up,
 backwards] (:mod:`dataLoader.rays`), one shared pinhole (principal point at the
-image centre). A scene is a tuple of analytic :class:`Shape` s (planes, spheres,
-axis-aligned boxes) with procedural, moderately smooth textures (a few
-sinusoids plus a soft checker), Lambertian shading under one directional light
-plus ambient, no shadows. Moving shapes translate along smooth paths and may
-change colour; time is the frame index ``t`` in ``0 .. n_frames - 1``.
-
-Rigs (``RIGS``): ``forward`` -- an N3DV-like planar rig (cam00 at the centre, the
-others on rings of radius ``spread``) looking along world -z, toed in toward a
-point ~6 units ahead, content 2.5..12 units away, backdrop wall at z = -11;
-``inward`` -- cameras on a 120 degree arc around objects at the origin, inside a
-closed room. The static capture (:func:`static_cameras`) sees the same world at
-t = 0 with the moving shapes *removed*, from wider-spread positions.
+image centre). The scene content -- analytic :class:`Shape` s (planes, spheres,
+axis-aligned boxes) with procedural textures (``smooth`` by default, ``detailed``
+for SfM), motions and camera rigs -- lives in :mod:`dataLoader.synthetic_content`
+and is re-exported here. Shading is Lambertian under one directional light plus
+ambient, no shadows. Moving shapes translate along smooth paths and may change
+colour; time is the frame index ``t`` in ``0 .. n_frames - 1``. The static
+capture (:func:`static_cameras`) sees the same world at t = 0 with the moving
+shapes *removed*, from wider-spread positions.
 
 Rendering: ``supersample`` x ``supersample`` rays per pixel, colours averaged;
 depth is the camera-axis z (world units, positive) of the pixel-centre ray.
@@ -23,7 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,96 +28,27 @@ from tqdm import tqdm
 from dataLoader.errors import UserError
 from dataLoader.poses import save_poses_bounds
 from dataLoader.rays import pixel_directions
+from dataLoader.synthetic_content import (
+    RIGS,
+    TEXTURES,
+    Motion,
+    Scene,
+    Shape,
+    Texture,
+    focal_from_fov,
+    look_at,
+    make_scene,
+    static_cameras,
+    video_cameras,
+)
 from dataLoader.video_io import to_uint8, write_png, write_video
+
+__all__ = ["RIGS", "TEXTURES", "Motion", "RayHits", "Scene", "Shape", "Texture", "camera_ray_dirs", "cast_rays",
+           "depth_bounds", "focal_from_fov", "look_at", "make_scene", "render_frames", "render_view",
+           "static_cameras", "video_cameras", "write_scene"]
 
 EPS = 1e-6
 MAX_RAYS_PER_CHUNK = 1 << 18
-
-
-@dataclass(frozen=True)
-class Texture:
-    """Albedo(p) = base + sum_k colour_k * sin(k_k . p + phase_k) + soft checker, clipped to [0.03, 0.97].
-
-    waves: rows (kx, ky, kz, phase, r, g, b) -- wave vector in 1/world units and colour amplitude.
-    checker: (cell size, amplitude, axis a, axis b): soft checker on two axes of p; cell 0 = none.
-    """
-
-    base: tuple[float, float, float]
-    waves: tuple[tuple[float, ...], ...]
-    checker: tuple[float, float, int, int] = (0.0, 0.0, 0, 1)
-
-    def __call__(self, p: np.ndarray) -> np.ndarray:
-        """p: [N, 3] shape-local points -> albedo [N, 3]."""
-        w = np.asarray(self.waves, dtype=np.float64).reshape(-1, 7)
-        col = np.asarray(self.base, dtype=np.float64) + np.sin(p @ w[:, :3].T + w[:, 3]) @ w[:, 4:]
-        cell, amp, a, b = self.checker
-        if cell > 0:
-            soft = np.tanh(2.5 * np.sin(np.pi * p[:, a] / cell) * np.sin(np.pi * p[:, b] / cell))
-            col = col + amp * soft[:, None]
-        return np.clip(col, 0.03, 0.97)
-
-
-@dataclass(frozen=True)
-class Motion:
-    """Offset(s) = amp * sin(2 pi (freq * s + phase)) per axis, s = t / (T - 1) in [0, 1].
-
-    tint: colour-change amplitude; albedo is multiplied by 1 + tint * cos(2 pi s + [0, 2/3 pi, 4/3 pi]).
-    """
-
-    amp: tuple[float, float, float]
-    freq: tuple[float, float, float]
-    phase: tuple[float, float, float]
-    tint: float = 0.0
-
-    def offset(self, s: float) -> np.ndarray:
-        """[3] translation at normalized time s."""
-        return np.asarray(self.amp) * np.sin(2 * np.pi * (np.asarray(self.freq) * s + np.asarray(self.phase)))
-
-    def tint_rgb(self, s: float) -> np.ndarray:
-        """[3] multiplicative colour factor at normalized time s."""
-        return 1.0 + self.tint * np.cos(2 * np.pi * s + np.array([0.0, 2.0, 4.0]) * np.pi / 3)
-
-
-@dataclass(frozen=True)
-class Shape:
-    """One analytic surface.
-
-    kind: "plane" (centre = a point on it, size = unit normal towards the cameras; seen from the
-    front only), "sphere" (size = (r, r, r)) or "box" (axis-aligned, size = half extents).
-    The texture is evaluated at p - centre(t), so it moves with the shape.
-    """
-
-    name: str
-    kind: str
-    centre: tuple[float, float, float]
-    size: tuple[float, float, float]
-    texture: Texture
-    motion: Motion | None = None
-
-    def centre_at(self, s: float) -> np.ndarray:
-        c = np.asarray(self.centre, dtype=np.float64)
-        return c if self.motion is None else c + self.motion.offset(s)
-
-
-@dataclass(frozen=True)
-class Scene:
-    """Shapes + light. light_dir: unit vector towards the light. focus: the rig's toe-in point."""
-
-    shapes: tuple[Shape, ...]
-    n_frames: int
-    seed: int
-    rig: str
-    focus: tuple[float, float, float]
-    light_dir: tuple[float, float, float] = (-0.37, 0.79, 0.49)
-    ambient: float = 0.35
-
-    def time(self, t_index: int) -> float:
-        """Frame index -> normalized time s in [0, 1]."""
-        return 0.0 if self.n_frames <= 1 else float(t_index) / (self.n_frames - 1)
-
-    def without_moving(self) -> Scene:
-        """The static world: moving shapes removed (used for the static capture)."""
-        return replace(self, shapes=tuple(s for s in self.shapes if s.motion is None))
 
 
 # ---------------------------------------------------------------- intersection
@@ -276,173 +203,6 @@ def render_view(scene: Scene, c2w: np.ndarray, hwf, t_index: int = 0,
     return next(render_frames(scene, c2w, hwf, [t_index], supersample))
 
 
-# ---------------------------------------------------------------------- cameras
-def look_at(centre, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """[3, 4] OpenGL c2w at ``centre`` looking at ``target`` (det +1)."""
-    centre = np.asarray(centre, np.float64)
-    back = centre - np.asarray(target, np.float64)
-    back /= np.linalg.norm(back)
-    right = np.cross(np.asarray(up, np.float64), back)
-    right /= np.linalg.norm(right)
-    return np.stack([right, np.cross(back, right), back, centre], axis=1)
-
-
-def focal_from_fov(width: int, fov_deg: float) -> float:
-    """Focal length in pixels for a horizontal field of view."""
-    return 0.5 * width / np.tan(np.deg2rad(fov_deg) / 2)
-
-
-def _ring_positions(n: int, spread: float) -> np.ndarray:
-    """[n, 2] (x, y) rig positions: cam00 at the centre, the rest on rings out to radius ``spread``."""
-    rest = n - 1
-    n_rings = max(1, int(np.ceil(rest / 8)))
-    weights = np.arange(1, n_rings + 1, dtype=np.float64)
-    counts = np.floor(rest * weights / weights.sum()).astype(int)
-    counts[-1] += rest - counts.sum()
-    pts = [np.zeros((1, 2))]
-    for j, count in enumerate(counts, start=1):
-        ang = 2 * np.pi * np.arange(count) / max(count, 1) + 0.5 * (j - 1)
-        pts.append(spread * j / n_rings * np.stack([np.cos(ang), np.sin(ang)], axis=1))
-    return np.concatenate(pts)[:n]
-
-
-def _forward_rig(scene: Scene, n_cams: int, spread: float) -> np.ndarray:
-    xy = _ring_positions(n_cams, spread)
-    return np.stack([look_at((x, y, 0.0), scene.focus) for x, y in xy])
-
-
-def _forward_static_rig(scene: Scene, n_views: int, spread: float, rng) -> np.ndarray:
-    cols = int(np.ceil(np.sqrt(n_views)))
-    rows = int(np.ceil(n_views / cols))
-    xs = np.linspace(-1.5 * spread, 1.5 * spread, cols)
-    ys = np.linspace(-1.5 * spread, 1.5 * spread, rows) if rows > 1 else np.zeros(1)
-    cams = []
-    for k in range(n_views):
-        centre = (xs[k % cols], ys[k // cols], rng.uniform(-0.3, 0.3) * spread)
-        target = np.asarray(scene.focus) + rng.uniform((-0.8, -0.5, -2.0), (0.8, 0.5, 2.0))
-        cams.append(look_at(centre, target))
-    return np.stack(cams)
-
-
-INWARD_RADIUS = 6.0
-
-
-def _inward_rig(scene: Scene, n_cams: int, spread: float) -> np.ndarray:
-    """cam00 in the middle of a 120 degree arc, the others alternating outwards (spread unused)."""
-    m = max(1, int(np.ceil((n_cams - 1) / 2)))
-    angles = [0.0] + [sign * 60.0 * k / m for k in range(1, m + 1) for sign in (1, -1)]
-    target = np.asarray(scene.focus) + (0.0, -0.2, 0.0)
-    return np.stack([look_at((INWARD_RADIUS * np.sin(a), 0.4, INWARD_RADIUS * np.cos(a)), target)
-                     for a in np.deg2rad(angles[:n_cams])])
-
-
-def _inward_static_rig(scene: Scene, n_views: int, spread: float, rng) -> np.ndarray:
-    per_row = int(np.ceil(n_views / 2))
-    cams = []
-    for k in range(n_views):
-        a = np.deg2rad(np.linspace(-80, 80, per_row)[k % per_row] if per_row > 1 else 0.0)
-        r = INWARD_RADIUS + rng.uniform(-0.5, 0.5)
-        target = np.asarray(scene.focus) + rng.uniform(-0.4, 0.4, 3)
-        cams.append(look_at((r * np.sin(a), (0.4, 1.8)[k // per_row], r * np.cos(a)), target))
-    return np.stack(cams)
-
-
-# ----------------------------------------------------------------- scene content
-def _texture(rng, period: float, contrast: float = 0.12, checker=(0.0, 0.0, 0, 1)) -> Texture:
-    """Random smooth texture: 3 sinusoids with wavelengths ~ period (world units)."""
-    base = tuple(float(v) for v in rng.uniform(0.25, 0.7, 3))
-    waves = []
-    for _ in range(3):
-        v = rng.normal(size=3)
-        k = 2 * np.pi / (period * rng.uniform(0.8, 1.6)) * v / np.linalg.norm(v)
-        waves.append((*k, rng.uniform(0, 2 * np.pi), *rng.uniform(-contrast, contrast, 3)))
-    return Texture(base, tuple(tuple(float(x) for x in w) for w in waves), checker)
-
-
-def _box(name, rng, centre, half, period, motion=None) -> Shape:
-    return Shape(name, "box", tuple(centre), (half,) * 3, _texture(rng, period), motion)
-
-
-def _sphere(name, rng, centre, r, period, motion=None) -> Shape:
-    return Shape(name, "sphere", tuple(centre), (r,) * 3, _texture(rng, period), motion)
-
-
-def _plane(name, rng, point, normal, period, checker) -> Shape:
-    return Shape(name, "plane", point, normal, _texture(rng, period, 0.08, checker))
-
-
-def _forward_shapes(rng) -> tuple[Shape, ...]:
-    def j(*xyz):
-        return tuple(float(v) for v in np.asarray(xyz) + rng.uniform(-0.15, 0.15, 3))
-
-    return (
-        _plane("wall", rng, (0.0, 0.0, -11.0), (0.0, 0.0, 1.0), 2.6, (1.7, 0.12, 0, 1)),
-        _plane("floor", rng, (0.0, -1.6, 0.0), (0.0, 1.0, 0.0), 2.0, (1.3, 0.12, 0, 2)),
-        _sphere("sphere_left", rng, j(-2.1, -0.5, -7.5), 0.95, 1.3),
-        _box("box_right", rng, (j(2.1, 0, 0)[0], -0.85, j(0, 0, -8.2)[2]), 0.75, 1.4),
-        _sphere("sphere_back", rng, j(0.7, 1.3, -9.3), 0.8, 1.5),
-        _box("box_near", rng, j(-1.35, -0.75, -3.8), 0.3, 0.7),
-        _sphere("ball", rng, j(0.0, -0.2, -5.5), 0.55, 0.9,
-                Motion((1.3, 0.3, 0.4), (0.5, 1.0, 0.5), (-0.25, 0.0, 0.0))),
-        _box("cube", rng, j(1.0, 0.55, -4.6), 0.35, 0.8,
-             Motion((0.45, 0.45, 0.7), (1.0, 0.5, 0.5), (0.0, -0.25, 0.0), tint=0.35)),
-    )
-
-
-def _inward_shapes(rng) -> tuple[Shape, ...]:
-    def room(name, point, normal, checker):
-        return _plane(name, rng, point, normal, 2.4, checker)
-
-    return (
-        room("wall_back", (0.0, 0.0, -7.0), (0.0, 0.0, 1.0), (1.6, 0.12, 0, 1)),
-        room("wall_front", (0.0, 0.0, 7.0), (0.0, 0.0, -1.0), (1.6, 0.12, 0, 1)),
-        room("wall_left", (-7.0, 0.0, 0.0), (1.0, 0.0, 0.0), (1.6, 0.12, 1, 2)),
-        room("wall_right", (7.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (1.6, 0.12, 1, 2)),
-        room("floor", (0.0, -1.6, 0.0), (0.0, 1.0, 0.0), (1.3, 0.12, 0, 2)),
-        room("ceiling", (0.0, 5.0, 0.0), (0.0, -1.0, 0.0), (2.0, 0.08, 0, 2)),
-        _sphere("sphere_a", rng, (-2.2, -0.7, -1.6), 0.9, 1.0),
-        _box("box_b", rng, (2.0, -0.9, -1.8), 0.7, 1.0),
-        _sphere("sphere_c", rng, (0.3, 0.9, -2.8), 0.7, 1.0),
-        _box("box_d", rng, (-2.3, -1.2, 1.2), 0.4, 0.7),
-        _sphere("ball", rng, (0.0, 0.3, 0.0), 0.5, 0.8,
-                Motion((1.3, 0.2, 1.3), (1.0, 2.0, 1.0), (0.0, 0.0, 0.25))),
-        _box("cube", rng, (0.0, -0.4, 0.0), 0.35, 0.7,
-             Motion((0.15, 0.5, 0.15), (1.0, 1.0, 1.0), (0.0, 0.0, 0.25), tint=0.35)),
-    )
-
-
-@dataclass(frozen=True)
-class RigKind:
-    """How one rig kind builds its shapes, video cameras and static-capture cameras."""
-
-    shapes: object
-    video: object
-    static: object
-    focus: tuple[float, float, float]
-
-
-RIGS = {
-    "forward": RigKind(_forward_shapes, _forward_rig, _forward_static_rig, (0.0, 0.0, -6.0)),
-    "inward": RigKind(_inward_shapes, _inward_rig, _inward_static_rig, (0.0, 0.0, 0.0)),
-}
-
-
-def make_scene(seed: int = 0, n_frames: int = 20, rig: str = "forward") -> Scene:
-    """Deterministic scene for ``seed``: object jitter, textures and colours come from the seed."""
-    rng = np.random.default_rng([seed, 0])
-    return Scene(RIGS[rig].shapes(rng), int(n_frames), int(seed), rig, RIGS[rig].focus)
-
-
-def video_cameras(scene: Scene, n_cams: int, spread: float = 0.6) -> np.ndarray:
-    """[K, 3, 4] OpenGL c2w of the video rig; row 0 (cam00) is the rig centre."""
-    return RIGS[scene.rig].video(scene, n_cams, spread)
-
-
-def static_cameras(scene: Scene, n_views: int, spread: float = 0.6) -> np.ndarray:
-    """[V, 3, 4] c2w of the static capture: wider than the video rig, varying toe-in (seeded)."""
-    return RIGS[scene.rig].static(scene, n_views, spread, np.random.default_rng([scene.seed, 1]))
-
-
 # ----------------------------------------------------------------------- writing
 def depth_bounds(depth: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0) -> tuple[float, float]:
     """Near/far for one camera from its GT depth [T, H, W]: percentiles padded by 0.9 / 1.1."""
@@ -488,20 +248,23 @@ def _shape_meta(shape: Shape) -> dict:
 def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: int = 20, width: int = 96,
                 height: int = 72, rig: str = "forward", rig_spread: float = 0.6, n_static_views: int = 16,
                 supersample: int = 3, video: bool = True, fov_deg: float = 55.0, fps: float = 30.0,
-                overwrite: bool = False) -> dict:
+                overwrite: bool = False, texture: str = "smooth") -> dict:
     """Render and write a complete scene directory (SPEC §3 layout, plus ``static/`` and ``meta.json``).
 
     Written into a temp sibling folder and renamed into place. Returns the meta dict.
     ``static/`` holds the world at t = 0 with the moving shapes removed, one image per view.
+    ``texture``: ``smooth`` (default) or ``detailed`` (albedo detail for SfM; same geometry).
     """
     out_dir = Path(out_dir)
     if n_cams < 1 or n_frames < 1 or n_static_views < 0 or min(width, height, supersample) < 1:
         raise UserError(f"{out_dir}: n_cams, n_frames, sizes and supersample must be positive")
     if rig not in RIGS:
         raise UserError(f"unknown rig {rig!r}; choose from {sorted(RIGS)}")
+    if texture not in TEXTURES:
+        raise UserError(f"unknown texture {texture!r}; choose from {list(TEXTURES)}")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UserError(f"{out_dir}: exists and is not empty; pass --overwrite 1 to replace it")
-    scene = make_scene(seed, n_frames, rig)
+    scene = make_scene(seed, n_frames, rig, texture)
     hwf = (height, width, focal_from_fov(width, fov_deg))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -516,7 +279,7 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
                                           static_cameras(scene, n_static_views, rig_spread), hwf, 1,
                                           supersample, "static views")
         meta = {
-            "generator": __name__, "seed": seed, "rig": rig, "rig_spread": rig_spread,
+            "generator": __name__, "seed": seed, "rig": rig, "rig_spread": rig_spread, "texture": texture,
             "n_cams": n_cams, "n_frames": n_frames, "width": width, "height": height,
             "focal": hwf[2], "fov_deg": fov_deg, "supersample": supersample, "fps": fps,
             "cam_names": names, "test_cam": names[0], "videos": bool(video),

@@ -4,13 +4,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dataLoader.errors import UserError
 from dataLoader.poses import load_poses_bounds
 from dataLoader.rays import pixel_directions
+from dataLoader.synthetic_content import value_noise
 from dataLoader.synthetic_scene import (
     cast_rays,
     focal_from_fov,
@@ -181,3 +184,44 @@ def test_script_writes_a_scene_with_videos(tmp_path):
     again = subprocess.run([sys.executable, str(ROOT / "tools" / "make_synthetic_scene.py"), str(out)],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+# ---------------------------------------------------------------------- texture="detailed" (for SfM)
+def test_detailed_texture_keeps_geometry_and_the_default_stays_smooth():
+    smooth, detailed = make_scene(2, 3), make_scene(2, 3, texture="detailed")
+    assert smooth.texture == "smooth" and detailed.texture == "detailed"
+    assert all(not s.texture.noise for s in smooth.shapes) and all(s.texture.noise for s in detailed.shapes)
+    assert [replace(s, texture=replace(s.texture, noise=())) for s in detailed.shapes] == list(smooth.shapes)
+    hwf = (24, 32, focal_from_fov(32, 55.0))
+    c2w = video_cameras(smooth, 3)[1]
+    (rgb_s, depth_s), (rgb_d, depth_d) = (render_view(s, c2w, hwf, 2, supersample=1) for s in (smooth, detailed))
+    np.testing.assert_array_equal(depth_s, depth_d)
+    assert np.abs(rgb_s - rgb_d).mean() > 0.03
+    np.testing.assert_array_equal(rgb_d, render_view(make_scene(2, 3, texture="detailed"), c2w, hwf, 2, 1)[0])
+    with pytest.raises(UserError, match="unknown texture 'busy'"):
+        write_scene(Path("/nonexistent/never_written"), texture="busy")
+
+
+def test_value_noise_is_smooth_bounded_and_does_not_repeat():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(-50, 50, (20000, 3))
+    v = value_noise(p, 0.1, 7)
+    assert -1 <= v.min() < -0.5 and 0.5 < v.max() <= 1 and abs(v.mean()) < 0.05
+    np.testing.assert_array_equal(v, value_noise(p, 0.1, 7))
+    assert np.corrcoef(v, value_noise(p, 0.1, 8))[0, 1] < 0.05  # seeds are independent
+    for period in (256, 1024, 4096):  # hash-table periods of classic noise: not here
+        assert np.corrcoef(v, value_noise(p + period * 0.1, 0.1, 7))[0, 1] < 0.05
+    assert np.abs(value_noise(p + 1e-4, 0.1, 7) - v).max() < 0.02  # continuous
+
+
+def test_detailed_texture_gives_sift_hundreds_of_features():
+    pycolmap = pytest.importorskip("pycolmap")
+    extractor = pycolmap.FeatureExtractor.create(device=pycolmap.Device.cpu)
+    hwf = (240, 320, focal_from_fov(320, 55.0))
+    counts = {}
+    for texture in ("smooth", "detailed"):
+        scene = make_scene(0, 1, texture=texture)
+        rgb, _ = render_view(scene, video_cameras(scene, 7)[1], hwf, 0, supersample=2)
+        grey = to_uint8(rgb @ np.array([0.299, 0.587, 0.114]))  # SIFT runs on grey levels, as in COLMAP
+        counts[texture] = len(extractor.extract_from_uint8_array(grey)[0])
+    assert counts["detailed"] > 500 and counts["smooth"] < 0.2 * counts["detailed"], counts
