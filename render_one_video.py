@@ -3,6 +3,8 @@
 Camera video:  render_one_video.py --ckpt RUN/ckpt.pt --cam_num N [--mode rgb|depth|rgbd] [--frames a:b]
 Camera path:   render_one_video.py --ckpt RUN/ckpt.pt --path spiral|circle|bullet_time [--n_views 120]
                render_one_video.py --ckpt RUN/ckpt.pt --path_file poses.json
+Fragments:     render_one_video.py --ckpt RUN_f00000/ckpt.pt --fragments RUN_f00150/ckpt.pt ... (one joined mp4,
+               in frame order, under <basedir>/<expname>_stitched/; see engine/fragments.py)
 
 Output: ``RUN/videos/<name>_<mode>.mp4`` (``--out_dir`` to change), where <name> is the camera
 name (e.g. ``cam03``, ``cam03_f0010-0019`` for a frame range) or ``path_spiral``, ``path_circle``,
@@ -27,6 +29,7 @@ import argparse
 import configargparse
 
 from engine.cli import run_main
+from engine.fragments import render_fragments
 from engine.paths import PATHS
 from engine.render import MODES
 from engine.workflow import VideoRequest, render_video
@@ -52,15 +55,19 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--out_dir", default="", help="output folder (empty: RUN/videos)")
     p.add_argument("--max_buffer_mb", type=int, default=1024, help="float frames held at once while rendering")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--fragments", nargs="*", default=[],
+                   help="other fragment checkpoints (train_fragments.py): rendered like --ckpt, joined in order")
     return p
 
 
 def main() -> None:
     args = vars(build_parser().parse_args())
     args.pop("config")
+    fragments = args.pop("fragments")
     if args.pop("render_path") and not args["path"]:
         args["path"] = "spiral"
-    print(render_video(VideoRequest(**args)))
+    req = VideoRequest(**args)
+    print(render_fragments(req, fragments) if fragments else render_video(req))
 
 
 if __name__ == "__main__":

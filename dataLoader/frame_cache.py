@@ -7,14 +7,19 @@ Contents of a cache directory:
 
 The key hashes every parameter that shaped the data (downsample, frame range, blur, the
 source files' names, sizes and mtimes). A cache is built camera by camera into a temp
-directory and renamed into place, so an interrupted build is never trusted.
+directory ``cache/.tmp-<key>`` and renamed into place when complete, so a partial cache is
+never trusted. Inside the temp dir, ``done/<k>`` marks camera k as flushed to disk (with its
+``std_<k>.npy``): an interrupted build continues from the finished cameras instead of
+starting over. ``cache/.lock-<key>`` serialises builds of the same key across processes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +29,11 @@ import numpy as np
 from tqdm import tqdm
 
 from dataLoader.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock
+    fcntl = None
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -113,43 +123,141 @@ def read_frame(path: Path, hw: tuple[int, int]) -> np.ndarray:
     return img
 
 
+class TemporalMoments:
+    """Per-pixel running sums of x and x^2 over frames, exact in uint32 (up to 66,000 uint8 frames).
+
+    Fed one decoded frame at a time, so the std map costs no float copy of a camera's video.
+    """
+
+    def __init__(self, hw: tuple[int, int]):
+        self.n = 0
+        self.s1 = np.zeros((*hw, 3), dtype=np.uint32)
+        self.s2 = np.zeros((*hw, 3), dtype=np.uint32)
+
+    def add(self, frame: np.ndarray) -> None:
+        """frame: uint8 [H, W, 3]."""
+        v = frame.astype(np.uint32)
+        self.s1 += v
+        v *= v
+        self.s2 += v
+        self.n += 1
+
+    def std(self, blur_kernel: int) -> np.ndarray:
+        """-> float32 [H, W]: population std over time in [0, 1] units, mean over channels, Gaussian blur."""
+        mean = self.s1 / self.n
+        var = np.maximum(self.s2 / self.n - mean * mean, 0.0)
+        std = (np.sqrt(var) / 255.0).mean(axis=-1).astype(np.float32)
+        if blur_kernel > 1:
+            std = cv2.GaussianBlur(std, (blur_kernel, blur_kernel), 0)
+        return std.astype(np.float32)
+
+
 def temporal_std(frames: np.ndarray, blur_kernel: int) -> np.ndarray:
     """uint8 [H, W, T, 3] -> float32 [H, W]: std over time, mean over channels, Gaussian blur."""
-    x = frames.astype(np.float32) / 255.0
-    std = x.std(axis=2).mean(axis=-1)
-    if blur_kernel > 1:
-        std = cv2.GaussianBlur(std, (blur_kernel, blur_kernel), 0)
-    return std.astype(np.float32)
+    acc = TemporalMoments(frames.shape[:2])
+    for t in range(frames.shape[2]):
+        acc.add(frames[:, :, t])
+    return acc.std(blur_kernel)
+
+
+@contextmanager
+def _build_lock(path: Path):
+    """Exclusive advisory lock (released by the OS if the process dies); a no-op without fcntl."""
+    with open(path, "a+") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _write_synced(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _open_partial_build(tmp: Path, plan: dict, shape: tuple[int, ...]) -> tuple[np.memmap, set[int]]:
+    """Reuse an interrupted build of the same key (its finished cameras), or start a fresh one.
+
+    A camera counts as finished only when its marker ``done/<k>`` exists; markers are written after
+    the camera's frames were flushed to disk and its std map was saved, so a build killed at any
+    moment redoes at most the camera in progress. Anything unexpected -> start over.
+    """
+    try:
+        if json.loads((tmp / "build.json").read_text()) != plan:
+            raise ValueError("different build")
+        frames = np.load(tmp / "frames.npy", mmap_mode="r+")
+        if frames.shape != shape or frames.dtype != np.uint8:
+            raise ValueError("different shape")
+        done = {int(p.name) for p in (tmp / "done").iterdir() if p.name.isdigit()}
+        done = {k for k in done if k < shape[0] and (tmp / f"std_{k:04d}.npy").is_file()}
+        return frames, done
+    except (OSError, ValueError, EOFError):
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "done").mkdir(parents=True)
+    _write_synced(tmp / "build.json", json.dumps(plan))
+    return np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=shape), set()
+
+
+def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, blur_kernel: int, bar) -> None:
+    """Decode one camera into ``frames[ci]``, save its std map, then mark it finished."""
+    cam = np.empty((*hw, len(cam_files), 3), dtype=np.uint8)
+    moments = TemporalMoments(hw)
+    for ti, path in enumerate(cam_files):
+        img = read_frame(path, hw)
+        cam[:, :, ti] = img
+        moments.add(img)
+        bar.update(1)
+    frames[ci] = cam
+    frames.flush()  # msync: the camera's pixels are on disk before its marker
+    std_part = tmp / f"std_{ci:04d}.part.npy"
+    np.save(std_part, moments.std(blur_kernel))
+    os.replace(std_part, tmp / f"std_{ci:04d}.npy")
+    _write_synced(tmp / "done" / str(ci), "")
 
 
 def build_cache(datadir: Path, src: FrameSource, downsample: float, blur_kernel: int) -> Path:
-    """Build (or reuse) the cache for ``src``; returns its directory."""
+    """Build (or reuse) the cache for ``src``; returns its directory.
+
+    Streams camera by camera (one camera's uint8 frames in memory at a time) into the temp dir
+    ``cache/.tmp-<key>``; an interrupted build continues from its finished cameras. The temp dir
+    is renamed to ``cache/<key>`` only when complete, so a partial cache is never trusted.
+    """
     key = cache_key(src, downsample, blur_kernel)
-    final = datadir / "cache" / key
+    root = datadir / "cache"
+    final = root / key
     if (final / "meta.json").is_file():
         return final
-    hw = target_size(src.hw, downsample)
-    tmp = datadir / "cache" / f".tmp-{key}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    k, t = len(src.files), len(src.files[0])
-    frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(k, *hw, t, 3))
-    std = np.zeros((k, *hw), dtype=np.float32)
-    for ci, cam_files in enumerate(tqdm(src.files, desc="caching frames", unit="cam")):
-        cam = np.empty((*hw, t, 3), dtype=np.uint8)
-        for ti, path in enumerate(cam_files):
-            cam[:, :, ti] = read_frame(path, hw)
-        frames[ci] = cam
-        std[ci] = temporal_std(cam, blur_kernel)
-    frames.flush()
-    del frames
-    np.save(tmp / "std.npy", std)
-    meta = {"version": CACHE_VERSION, "cam_names": list(src.cam_names), "hw": list(hw),
-            "source_hw": list(src.hw), "n_frames": t, "downsample": downsample, "blur_kernel": blur_kernel}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    root.mkdir(parents=True, exist_ok=True)
+    with _build_lock(root / f".lock-{key}"):
+        if (final / "meta.json").is_file():  # another process finished it while we waited
+            return final
+        hw = target_size(src.hw, downsample)
+        k, t = len(src.files), len(src.files[0])
+        tmp = root / f".tmp-{key}"
+        plan = {"version": CACHE_VERSION, "key": key, "shape": [k, *hw, t, 3]}
+        frames, done = _open_partial_build(tmp, plan, (k, *hw, t, 3))
+        if done:
+            log.info("continuing an interrupted cache build: %d of %d cameras already done", len(done), k)
+        with tqdm(total=k * t, initial=len(done) * t, desc="caching frames", unit="frame",
+                  dynamic_ncols=True) as bar:
+            for ci, cam_files in enumerate(src.files):
+                if ci not in done:
+                    bar.set_postfix(cam=src.cam_names[ci])
+                    _cache_camera(frames, tmp, ci, cam_files, hw, blur_kernel, bar)
+        del frames
+        std = np.stack([np.load(tmp / f"std_{ci:04d}.npy") for ci in range(k)])
+        np.save(tmp / "std.npy", std)
+        meta = {"version": CACHE_VERSION, "cam_names": list(src.cam_names), "hw": list(hw),
+                "source_hw": list(src.hw), "n_frames": t, "downsample": downsample, "blur_kernel": blur_kernel}
+        _write_synced(tmp / "meta.json", json.dumps(meta, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    (root / f".lock-{key}").unlink(missing_ok=True)
     log.info("frame cache written to %s", final)
     return final
 

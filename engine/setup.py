@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import platform
 import random
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,8 @@ from models.mixvoxels import ModelConfig
 
 # Keys that may differ between a checkpoint's config and a resumed run.
 RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "save_every", "progress_refresh_rate", "overwrite",
-                    "render_test", "n_test_images", "config", "base_config", "n_iters", "basedir",
-                    "data_root", "datadir", "expname"}
+                    "render_test", "n_test_images", "config", "base_config", "depth_config", "n_iters",
+                    "basedir", "data_root", "datadir", "expname"}
 
 
 def pick_device(name: str) -> torch.device:
@@ -46,7 +48,31 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
+
+
+def toolkit_commit() -> str:
+    """Short git commit of the toolkit, "+dirty" when tracked files differ from it; "unknown" outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root,
+                              timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=root, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + ("+dirty" if dirty else "")) if head else "unknown"
+
+
+def environment() -> dict:
+    """Versions that shaped a run (written to metrics.json and every checkpoint)."""
+    env = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
+           "toolkit_commit": toolkit_commit()}
+    if torch.cuda.is_available():
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
 
 
 def data_options(cfg: argparse.Namespace) -> DataOptions:
@@ -95,6 +121,11 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys (other than run control) whose values differ between two configs."""
     keys = (set(saved) | set(current)) - RUN_CONTROL_KEYS
     return sorted(k for k in keys if _norm(saved.get(k)) != _norm(current.get(k)))
+
+
+def describe_differences(saved: dict, current: dict, keys: list[str]) -> str:
+    """"key (checkpoint X, now Y), ..." for the keys of :func:`config_differences`."""
+    return ", ".join(f"{k} (checkpoint {saved.get(k, '<unset>')}, now {current.get(k, '<unset>')})" for k in keys)
 
 
 def _norm(v):

@@ -91,6 +91,12 @@ class DenseDepthSupervision:
         self.t, self.sigma, self.weight = torch.cat(t), torch.cat(sig), torch.cat(w)
         log.info("dense depth: %s, %.1f%% of training pixels supervised", path, 100 * float((self.weight > 0).mean()))
 
+    def state_dict(self) -> dict:
+        return {}  # stateless: targets follow the colour batch
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def annotate(self, batch: RayBatch, idx: np.ndarray) -> RayBatch:
         i = torch.from_numpy(np.asarray(idx))
         batch.depth, batch.depth_sigma, batch.depth_weight = self.t[i], self.sigma[i], self.weight[i]
@@ -134,6 +140,12 @@ class SparseDepthSupervision:
         self.sampler = EpochSampler(len(self.t), n_batch, cfg.seed + 2)
         log.info("COLMAP depth: %s, %d keypoints on static pixels of %d training cameras", path, len(self.t),
                  len(parts))
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()}  # keypoint-batch position, for exact resume
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
 
     def annotate(self, batch: RayBatch, idx: np.ndarray) -> RayBatch:
         return batch

@@ -4,6 +4,13 @@ One Adam holds named parameter groups; it is rebuilt in exactly one place
 (:meth:`Trainer.rebuild_optimizer`) whenever the model replaces parameters (upsample,
 shrink). Learning rates are recomputed from the iteration every step, so a rebuild keeps
 the schedule position.
+
+Resume is exact: a checkpoint holds everything the next iteration depends on (model incl.
+alpha mask and grid size, optimizer, AMP scaler, ray-sampler and depth-sampler positions,
+whether the variation warm-up ran, history, RNG states), so ``--resume 1`` continues the same
+sequence of iterations as an uninterrupted run with the same config (bit-identical on CPU).
+Checkpoints are written every ``save_every`` iterations and on SIGINT/SIGTERM (then the run
+exits with one line, see :mod:`engine.signals`).
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from dataLoader.samplers import EpochSampler
 from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.schedule import GridSchedule, lr_factor, n_to_reso
+from engine.signals import StopRequest, TrainingInterrupted
 from engine.supervision import build_depth_supervision
 from models import losses
 from models.types import RayBatch
@@ -51,6 +59,8 @@ class Trainer:
                                      tuple(cfg.update_AlphaMask_list))
         self.sampler = EpochSampler(self.data.n_train_rays, cfg.batch_size, cfg.seed)
         self.depth = build_depth_supervision(cfg, self.data, self.device)
+        self.variation_ready = bool(self.model.cfg.static_only) or cfg.n_variation_iters <= 0
+        self.environment = setup.environment()
         self.use_amp = bool(cfg.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
@@ -69,14 +79,22 @@ class Trainer:
         diff = setup.config_differences(state["config"], vars(self.cfg))
         if diff:
             raise UserError(f"{self.cfg.ckpt}: checkpoint was trained with a different config; differing keys: "
-                            f"{', '.join(diff)}")
+                            f"{setup.describe_differences(state['config'], vars(self.cfg), diff)}")
         return state
 
     def _restore(self, state: dict) -> None:
         self.step = state["step"]
         extra = state["extra"]
+        if extra["sampler"]["n"] != self.sampler.n:
+            raise UserError(f"{self.cfg.ckpt}: checkpoint was trained on {extra['sampler']['n']} rays but the "
+                            f"dataset now has {self.sampler.n} (different frames, cameras or size)")
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(extra["sampler"])
+        if extra.get("scaler"):
+            self.scaler.load_state_dict(extra["scaler"])
+        if self.depth is not None and extra.get("depth"):
+            self.depth.load_state_dict(extra["depth"])
+        self.variation_ready = extra.get("variation_ready", True)
         self.history = extra["history"]
         self.elapsed = extra["elapsed"]
         setup.set_rng_state(extra["rng"])
@@ -99,18 +117,42 @@ class Trainer:
     def save(self) -> Path:
         path = self.run_dir / "ckpt.pt"
         extra = {"sampler": self.sampler.state_dict(), "history": self.history, "elapsed": self.elapsed,
-                 "rng": setup.rng_state(), "cameras": self.data.camera_table()}
+                 "rng": setup.rng_state(), "cameras": self.data.camera_table(),
+                 "scaler": self.scaler.state_dict() if self.use_amp else None,
+                 "depth": self.depth.state_dict() if self.depth is not None else None,
+                 "variation_ready": self.variation_ready, "environment": self.environment}
         save_checkpoint(path, self.model, self.norm, vars(self.cfg), self.step, self.optimizer, extra)
         return path
 
+    def _write_history(self) -> None:
+        tmp = self.run_dir / ".history.json.tmp"
+        tmp.write_text(json.dumps(self.history))
+        tmp.replace(self.run_dir / "history.json")
+
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:
+        """Train to ``n_iters``; returns the final checkpoint. SIGINT/SIGTERM: save, then TrainingInterrupted."""
         save_config(self.cfg, self.run_dir / "config.txt")
-        if self.step == 0 and not self.model.cfg.static_only:
-            self.warmup_variation()
-        bar = tqdm(total=self.cfg.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
+        with StopRequest() as stop:
+            if not self.variation_ready:
+                self.warmup_variation()
+                self.variation_ready = True
+            bar = tqdm(total=self.cfg.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
+            try:
+                self._loop(stop, bar)
+            finally:
+                bar.close()
+            ckpt = self.save()
+            self._write_history()
+            if stop.signal is not None:
+                self._stop(stop, ckpt)
+        return ckpt
+
+    def _loop(self, stop: StopRequest, bar) -> None:
         t0 = time.perf_counter() - self.elapsed
         while self.step < self.cfg.n_iters:
+            if stop.signal is not None:
+                self._stop(stop, self.save())
             loss, psnr = self.train_step()
             self.step += 1
             self.elapsed = time.perf_counter() - t0
@@ -119,10 +161,11 @@ class Trainer:
                 self._log(loss, psnr, bar)
             if self.step % self.cfg.save_every == 0:
                 self.save()
-        bar.close()
-        ckpt = self.save()
-        (self.run_dir / "history.json").write_text(json.dumps(self.history))
-        return ckpt
+
+    def _stop(self, stop: StopRequest, ckpt: Path) -> None:
+        self._write_history()
+        raise TrainingInterrupted(f"{stop.name} at iteration {self.step}/{self.cfg.n_iters}: checkpoint saved to "
+                                  f"{ckpt}; continue with --resume 1 --ckpt {ckpt}")
 
     def _log(self, loss: float, psnr: float, bar) -> None:
         for key, val in zip(("iteration", "time_s", "loss", "psnr"), (self.step, self.elapsed, loss, psnr)):

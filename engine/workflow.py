@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import platform
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dataLoader.errors import UserError
 from engine.checkpoint import load_model
@@ -21,24 +18,10 @@ from engine.evaluate import evaluate_run, write_metrics
 from engine.paths import PATHS, CameraPath, load_path_file, make_path
 from engine.render import MODES, iter_camera_frames, iter_path_frames, model_frames, write_render_video
 from engine.report import write_report
-from engine.setup import pick_device
+from engine.setup import environment, pick_device
 from engine.visualize import plot_training_curves
 
 log = logging.getLogger(__name__)
-
-
-def toolkit_version() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1], timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def environment() -> dict:
-    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "toolkit_commit": toolkit_version()}
 
 
 def test_summary(test: dict) -> str:
