@@ -14,6 +14,7 @@ starting over. ``cache/.lock-<key>`` serialises builds of the same key across pr
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -197,9 +198,31 @@ def _open_partial_build(tmp: Path, plan: dict, shape: tuple[int, ...]) -> tuple[
     except (OSError, ValueError, EOFError):
         pass
     shutil.rmtree(tmp, ignore_errors=True)
+    _check_free_space(tmp.parent, int(np.prod(shape)))
     (tmp / "done").mkdir(parents=True)
     _write_synced(tmp / "build.json", json.dumps(plan))
-    return np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=shape), set()
+    frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=shape)
+    _reserve(tmp / "frames.npy")
+    return frames, set()
+
+
+def _check_free_space(folder: Path, nbytes: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < nbytes * 1.01 + 2 ** 20:
+        raise UserError(f"{folder}: the frame cache needs {nbytes / 2 ** 30:.1f} GiB but only "
+                        f"{free / 2 ** 30:.1f} GiB are free on that disk")
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the sparse memmap's blocks now: a full disk fails here, not as SIGBUS mid-write."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise UserError(f"{path}: disk full while reserving the frame cache") from None
 
 
 def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, blur_kernel: int, bar) -> None:

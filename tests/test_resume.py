@@ -226,3 +226,11 @@ def test_partial_build_of_other_settings_is_not_reused(scene_copy):
     np.save(tmp / "frames.npy", np.zeros((len(src.files), 24, 32, 4, 3), np.uint8))
     out = frame_cache.build_cache(scene_copy, src, 1.0, 1)
     assert np.load(out / "frames.npy").any() and np.load(out / "std.npy").any()
+
+
+def test_cache_build_on_a_full_disk_is_one_clear_error(scene_copy, monkeypatch):
+    usage = shutil.disk_usage(scene_copy)
+    monkeypatch.setattr(frame_cache.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    with pytest.raises(UserError, match=r"cache: the frame cache needs 0.0 GiB but only 0.0 GiB are free"):
+        frame_cache.build_cache(scene_copy, frame_cache.scan_frames(scene_copy), 1.0, 1)
+    assert [p.name for p in (scene_copy / "cache").iterdir() if not p.name.startswith(".")] == []
