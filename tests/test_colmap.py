@@ -300,12 +300,14 @@ def test_sfm_names_unregistered_images(quarter: Path):
 def test_sfm_on_synthetic_scene_matches_ground_truth(tmp_path: Path):
     """imgs2poses (real pycolmap SfM) + colmap2depth against the generator's GT poses and depth.
 
-    The generator's default textures are too smooth for SIFT and 96 x 72 is too small
-    (see bench/sfm_accuracy.py), so this renders the same geometry with busy textures at
-    320 x 240 and passes the true focal as a fixed prior. One frame per camera.
+    The generator's default ``smooth`` textures are too smooth for SIFT, so the scene is written
+    with ``texture="detailed"`` at the smallest size where SfM passes these checks for every seed
+    tried (``bench.sfm_accuracy.SMALLEST_RELIABLE``, found with its ``--seeds`` sweep), with the
+    true focal as a fixed prior. One frame per camera, 7 cameras.
     """
     bench = pytest.importorskip("bench.sfm_accuracy")
-    bench.write_variant(tmp_path / "scene", 320, 240, rich=True)
+    width, height = bench.SMALLEST_RELIABLE
+    bench.write_variant(tmp_path / "scene", width, height, texture="detailed")
     result = bench.run_variant(tmp_path / "scene", focal_prior=True)
     assert result["registered"] == result["n_cams"] == 7
     assert result["rot_err_deg_max"] < 1.0
@@ -318,7 +320,8 @@ def test_sfm_on_synthetic_scene_matches_ground_truth(tmp_path: Path):
 def test_sfm_registers_static_capture_in_the_same_world(tmp_path: Path):
     """--static_dir: one SfM run; the static poses file fits GT under the *video* rig's similarity."""
     bench = pytest.importorskip("bench.sfm_accuracy")
-    bench.write_variant(tmp_path / "scene", 320, 240, rich=True, n_static=6)
+    width, height = bench.SMALLEST_RELIABLE
+    bench.write_variant(tmp_path / "scene", width, height, texture="detailed", n_static=6)
     result = bench.run_variant(tmp_path / "scene", focal_prior=True, static=True)
     assert result["registered"] == 7 and result["static_registered"] == result["static_n_views"] == 6
     assert result["static_rot_err_deg_max"] < 1.0
