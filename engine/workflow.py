@@ -176,7 +176,7 @@ def evaluate_checkpoint(ckpt: str, device: str = "auto", datadir: str = "", n_im
     data = VideoDataset(data_options(cfg), normalization=norm)
     if not data.test_idx:
         raise UserError(f"{ckpt}: the run holds out no test camera (test_cams is empty)")
-    info = {"ckpt": str(ckpt), "evaluated_iteration": int(state["step"]), "environment": environment()}
+    info = {"ckpt": str(ckpt), "evaluated_iteration": int(state["step"]), "evaluation_environment": environment()}
     metrics = evaluate_run(model, data, dev, run_dir, state["extra"].get("history"), n_images, picture_frames,
                            info=info)
     return f"evaluated {test_summary(metrics['test'])} -> {run_dir / 'metrics.json'}, {run_dir / 'report.html'}"
