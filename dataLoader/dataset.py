@@ -131,9 +131,11 @@ class VideoDataset:
                               self.normalization)
 
     def camera_table(self) -> dict:
-        """The rig as stored in checkpoints: normalized c2w [K, 3, 4], size, focal, names, split."""
+        """The rig as stored in checkpoints: normalized c2w [K, 3, 4], size, focal, names, split, and
+        near/far bounds [K, 2] in normalized units."""
         return {"c2w": np.asarray(self.c2w, dtype=np.float64), "hw": (self.h, self.w), "focal": self.focal,
                 "names": list(self.cam_names), "test_idx": list(self.test_idx), "n_frames": self.n_frames,
+                "bounds": np.asarray(self.rig.bounds * self.normalization.scale, dtype=np.float64),
                 "frame_start": self.opts.frame_start}
 
     @property
