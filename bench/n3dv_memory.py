@@ -36,7 +36,7 @@ from dataLoader.synthetic_scene import write_scene  # noqa: E402
 from engine.setup import data_options  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 
-GB = 1024 ** 3
+GIB = 1024 ** 3
 
 
 def proc_status_kb(field: str) -> int:
@@ -48,7 +48,7 @@ def proc_status_kb(field: str) -> int:
 
 
 class AnonPeak:
-    """Background sampler of RssAnon; ``peak_gb()`` since the last ``reset()``."""
+    """Background sampler of RssAnon; ``peak_gib()`` since the last ``reset()``."""
 
     def __init__(self, interval_s: float):
         self.interval, self.peak_kb, self._stop = interval_s, 0, threading.Event()
@@ -63,7 +63,7 @@ class AnonPeak:
     def reset(self) -> None:
         self.peak_kb = proc_status_kb("RssAnon")
 
-    def peak_gb(self) -> float:
+    def peak_gib(self) -> float:
         self.peak_kb = max(self.peak_kb, proc_status_kb("RssAnon"))
         return round(self.peak_kb / 1024 ** 2, 3)
 
@@ -136,7 +136,7 @@ def main() -> None:
     t0 = time.perf_counter()
     data = VideoDataset(data_options(cfg))
     prep = {"stage": "preprocess", "s": round(time.perf_counter() - t0, 1),
-            "peak_rss_anon_gb": peak.peak_gb(), "cache_gb": round(data.cache.frames.nbytes / GB, 2),
+            "peak_rss_anon_gib": peak.peak_gib(), "cache_gib": round(data.cache.frames.nbytes / GIB, 2),
             "frames_memory_mapped": is_memory_mapped(data.cache.frames), "n_train_rays": data.n_train_rays}
     print(json.dumps(prep), flush=True)
     del data
@@ -148,21 +148,22 @@ def main() -> None:
     trainer.fit()
     train = {"stage": "train", "init_s": round(init_s, 1), "iterations": trainer.step,
              "iteration_s": round(trainer.elapsed / max(trainer.step, 1), 3),
-             "peak_rss_anon_gb": peak.peak_gb(), "device": str(trainer.device),
+             "peak_rss_anon_gib": peak.peak_gib(), "device": str(trainer.device),
              "grid": trainer.model.resolution, "samples_per_ray": trainer.model.n_samples}
     print(json.dumps(train), flush=True)
 
     n_rays, t = trainer.data.n_train_rays, trainer.data.n_frames
     hwt3 = trainer.data.h * trainer.data.w * t * 3
-    published = {"all_rgbs_fp16_gb": round(n_rays * t * 3 * 2 / GB, 1),
-                 "all_rgbs_fp16_gb_20_train_cams": round(20 * hwt3 * 2 / GB, 1),
-                 "per_camera_fp32_transient_gb": round(hwt3 * 4 / GB, 1),
+    published = {"all_rgbs_fp16_gib": round(n_rays * t * 3 * 2 / GIB, 1),
+                 "all_rgbs_fp16_gib_20_train_cams": round(20 * hwt3 * 2 / GIB, 1),
+                 "per_camera_fp32_transient_gib": round(hwt3 * 4 / GIB, 1),
+                 "estimated_peak_gib": round((n_rays * t * 3 * 2 + hwt3 * 4) / GIB, 1),
                  "basis": "all_rgbs [N_rays, T, 3] fp16 in host RAM + one camera's fp32 [H*W, T, 3] while loading"}
     summary = {"summary": True, **out, "cameras": args.n_cams, "frames": t, "size": [args.width, args.height],
                "preprocess_s": prep["s"], "iteration_s": train["iteration_s"],
-               "peak_rss_anon_gb": max(prep["peak_rss_anon_gb"], train["peak_rss_anon_gb"]),
-               "vm_hwm_gb_incl_page_cache": round(proc_status_kb("VmHWM") / 1024 ** 2, 2),
-               "limit_gb": 8, "published_estimate": published,
+               "peak_rss_anon_gib": max(prep["peak_rss_anon_gib"], train["peak_rss_anon_gib"]),
+               "vm_hwm_gib_incl_page_cache": round(proc_status_kb("VmHWM") / 1024 ** 2, 2),
+               "limit_gib": 8, "published_estimate": published,
                "method": f"RssAnon from /proc/self/status sampled every {args.sample_ms:g} ms"}
     peak.stop()
     print(json.dumps(summary), flush=True)
