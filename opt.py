@@ -112,8 +112,6 @@ def _optim(p):
     g.add_argument("--TV_weight_app", type=float, default=1.0, help="TV on appearance planes")
     g.add_argument("--TV_dynamic_factor", type=float, default=3.0, help="TV multiplier for dynamic planes")
     g.add_argument("--amp", type=int, default=1, help="mixed precision (CUDA only)")
-    g.add_argument("--random_background", type=int, default=1,
-                   help="1: composite the static render on white on half the steps (penalizes transparency)")
 
 
 def _depth(p):

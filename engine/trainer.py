@@ -210,7 +210,7 @@ class Trainer:
         c, m = self.cfg, self.model
         tv_scale = 1e-2 * lr_factor(self.step, c.n_iters, c.lr_decay, c.lr_decay_target_ratio)
         terms = {
-            "static_rgb": losses.mse(self._with_background(out), batch.rgb.mean(1)),
+            "static_rgb": losses.mse(out.static_rgb.float(), batch.rgb.mean(1)),
             "tv_static": tv_scale * (c.TV_weight_density * m.density.tv_loss()
                                      + c.TV_weight_app * m.appearance.tv_loss()),
         }
@@ -222,13 +222,6 @@ class Trainer:
                 c.TV_weight_density * m.dyn_density.tv_loss() + c.TV_weight_app * m.dyn_appearance.tv_loss())
             terms["variation_bce"] = c.variation_weight * losses.variation_bce(out.ray_logit.float(), label)
         return terms
-
-    def _with_background(self, out) -> torch.Tensor:
-        """Static colour [N, 3]; on half the steps composited on white (penalizes transparency, TensoRF trick)."""
-        rgb = out.static_rgb.float()
-        if self.cfg.random_background and torch.rand(()) < 0.5:
-            rgb = rgb + (1 - out.acc.float())[:, None]
-        return rgb
 
     def after_step(self) -> None:
         """Grid schedule hooks: alpha mask / shrink and upsampling, then optimizer rebuild."""
