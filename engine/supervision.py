@@ -53,6 +53,8 @@ def keypoint_rays(data, cam: int, xy: np.ndarray, z_world: np.ndarray, rel_sigma
 
 def _depth_loss(cfg, out, target, sigma, weight) -> torch.Tensor:
     if cfg.depth_loss == "ds_kl":
+        # A Gaussian narrower than the sample spacing is not resolved: floor sigma at the ray's mean interval.
+        sigma = torch.maximum(sigma, out.dt.detach().float().mean(-1))
         return losses.ds_kl_loss(out.weights.float(), out.t, out.dt, target, sigma, weight)
     return losses.depth_mse(out.static_depth.float(), target, weight)
 
@@ -89,7 +91,8 @@ class DenseDepthSupervision:
             sig.append(sk)
             w.append(torch.from_numpy(np.where(valid, dense.weight[i].reshape(-1), 0.0)).float())
         self.t, self.sigma, self.weight = torch.cat(t), torch.cat(sig), torch.cat(w)
-        log.info("dense depth: %s, %.1f%% of training pixels supervised", path, 100 * float((self.weight > 0).mean()))
+        coverage = 100 * float((self.weight > 0).float().mean())
+        log.info("dense depth: %s, %.1f%% of training pixels supervised", path, coverage)
 
     def state_dict(self) -> dict:
         return {}  # stateless: targets follow the colour batch
