@@ -17,7 +17,7 @@ from dataLoader.errors import UserError
 from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, scan_frames, target_size
 from dataLoader.poses import CameraRig, SceneNormalization, load_poses_bounds
 from dataLoader.rays import camera_rays, ndc_rays, pixel_directions
-from dataLoader.rig_geometry import NDC_BOX, bounded_box, is_forward_facing, min_near, view_spread_deg
+from dataLoader.rig_geometry import NDC_BOX, bounded_scene_box, is_forward_facing, min_near, view_spread_deg
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,10 @@ class VideoDataset:
         elif ndc:
             box = scene_aabb(NDC_BOX)
         else:
-            box = bounded_box(self.rig, SceneNormalization.from_rig(self.rig, np.zeros((2, 3)), ndc=False))
+            unit = SceneNormalization.from_rig(self.rig, np.zeros((2, 3)), ndc=False)
+            box, source = bounded_scene_box(self.rig, unit, opts.datadir, self.cam_names)
+            log.info("bounded scene box %s .. %s from %s", np.round(box[0], 3).tolist(),
+                     np.round(box[1], 3).tolist(), source)
         return SceneNormalization.from_rig(self.rig, box, ndc)
 
     @property

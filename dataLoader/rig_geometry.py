@@ -1,11 +1,21 @@
-"""Rig-level geometry: forward-facing detection and the bounded-scene box (issue: general rigs)."""
+"""Rig-level geometry: forward-facing detection and the bounded-scene box (issue: general rigs).
+
+Bounded-scene box, first that applies (an explicit ``scene_box`` in the config always wins, see
+``dataLoader.dataset``): the sparse COLMAP points (:mod:`dataLoader.scene_points`), as the
+``POINT_PERCENTILES`` box of the points united with the camera centres; otherwise every camera
+frustum between its near and far bounds from ``poses_bounds.npy``. Both padded by ``margin``.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from dataLoader.poses import CameraRig, SceneNormalization
+from dataLoader.scene_points import scene_points
 
 NDC_BOX = (-1.5, -1.67, -1.0)  # default NDC aabb lower corner (upper = -lower)
+POINT_PERCENTILES = (1.0, 99.0)  # per-axis range of the sparse points kept in the box (drops stray points)
 
 
 def view_spread_deg(rig: CameraRig) -> float:
@@ -42,6 +52,28 @@ def bounded_box(rig: CameraRig, norm: SceneNormalization, margin: float = 0.05) 
     lo, hi = pts.min(0), pts.max(0)
     pad = margin * (hi - lo)
     return np.stack([lo - pad, hi + pad])
+
+
+def points_box(points_norm: np.ndarray, centres_norm: np.ndarray, margin: float = 0.05,
+               percentiles=POINT_PERCENTILES) -> np.ndarray:
+    """Normalized-world aabb [2, 3]: per-axis percentile range of points [M, 3] united with the
+    camera centres [K, 3], padded by ``margin`` of its size on every side."""
+    lo = np.minimum(np.percentile(points_norm, percentiles[0], axis=0), centres_norm.min(0))
+    hi = np.maximum(np.percentile(points_norm, percentiles[1], axis=0), centres_norm.max(0))
+    pad = margin * (hi - lo)
+    return np.stack([lo - pad, hi + pad])
+
+
+def bounded_scene_box(rig: CameraRig, norm: SceneNormalization, datadir: Path | None = None,
+                      cam_names=None) -> tuple[np.ndarray, str]:
+    """(normalized-world aabb [2, 3], where it came from): sparse points when the scene has them
+    (``colmap_depth.npz`` or ``sparse/0``), else the camera frusta (see the module doc)."""
+    found = scene_points(datadir, rig, cam_names or rig.names or ()) if datadir is not None else None
+    if found is None:
+        return bounded_box(rig, norm), "camera frusta (poses_bounds.npy near/far)"
+    pts, source = found
+    pts_norm = norm.scale * (pts - norm.avg[:, 3]) @ norm.avg[:, :3]
+    return points_box(pts_norm, norm.apply(rig.c2w)[:, :, 3]), f"{len(pts)} sparse points of {source}"
 
 
 def min_near(rig: CameraRig, norm: SceneNormalization) -> float:

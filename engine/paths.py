@@ -1,4 +1,4 @@
-"""Camera paths through time: spiral, circle, bullet time, and user path files.
+"""Camera paths through time: spiral, circle, bullet time, orbit, and user path files.
 
 A path is a :class:`CameraPath`: ``c2w`` [N, 3, 4] cameras in the checkpoint's *normalized*
 world (OpenGL axes [right, up, back], det +1 like every training camera; no x negation) and
@@ -8,6 +8,12 @@ Generated paths start from the training poses stored in the checkpoint's camera 
 (normalized c2w [K, 3, 4]) and look at a focus point in front of the rig (LLFF's rule):
 ``focus = 1 / ((1 - 0.75) / close + 0.75 / inf)`` with close = 0.9 min near and
 inf = 5 max far (normalized units; far = infinity when the table holds no bounds).
+
+The orbit (for bounded, inward-facing rigs) instead looks at the point the cameras converge on
+(:func:`convergence_point`: closest to every optical axis in the least-squares sense) and moves on
+the circle through the rig's camera ring around the vertical axis through that point (radius and
+height: the cameras' mean). A ring covering the whole circle is orbited once; a partial arc (e.g.
+cameras on 120 degrees) is swept from one end to the other and back, so the video loops.
 
 Path file (``--path_file poses.json``)::
 
@@ -31,7 +37,7 @@ import numpy as np
 from dataLoader.errors import UserError
 from dataLoader.poses import NEAR_FACTOR, SceneNormalization, average_pose
 
-PATHS = ("spiral", "circle", "bullet_time")
+PATHS = ("spiral", "circle", "bullet_time", "orbit")
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,68 @@ def bullet_time_path(cameras: dict, n_views: int, freeze_frame: int) -> CameraPa
     return CameraPath(np.stack(poses), np.full(len(poses), int(freeze_frame)))
 
 
+def convergence_point(cameras: dict, min_spread_deg: float = 5.0) -> np.ndarray:
+    """The point [3] nearest to every camera's optical axis (least squares), in normalized world.
+
+    Near-parallel axes (a spread under ``min_spread_deg``) have no stable crossing, and a crossing
+    behind a camera is no convergence: the rig's focus point in front of the average pose is
+    returned instead."""
+    c2w = np.asarray(cameras["c2w"], dtype=np.float64)
+    fwd = _normalize(-c2w[:, :, 2])
+    mean = _normalize(fwd.sum(0))
+    spread = float(np.degrees(np.arccos(np.clip(fwd @ mean, -1.0, 1.0))).max())
+    if len(c2w) > 1 and spread >= min_spread_deg:
+        proj = np.eye(3)[None] - fwd[:, :, None] * fwd[:, None, :]  # [K, 3, 3] off-axis projectors
+        point = np.linalg.lstsq(proj.sum(0), np.einsum("kij,kj->i", proj, c2w[:, :, 3]), rcond=None)[0]
+        if np.all(np.einsum("ki,ki->k", point - c2w[:, :, 3], fwd) > 0):
+            return point
+    avg = average_pose(c2w)
+    return avg[:, 3] - focus_depth(cameras) * avg[:, 2]
+
+
+def _arc(azimuth: np.ndarray) -> tuple[float, float, bool]:
+    """Camera azimuths [K] (radians) -> (start, span, full circle): the arc that leaves out the widest gap."""
+    a = np.sort(np.mod(azimuth, 2 * np.pi))
+    gaps = np.diff(np.concatenate([a, a[:1] + 2 * np.pi]))
+    i = int(np.argmax(gaps))
+    return float(a[(i + 1) % len(a)]), 2 * np.pi - float(gaps[i]), bool(len(a) > 2 and gaps[i] <= np.pi / 2)
+
+
+def _ring_axis(c2w: np.ndarray) -> np.ndarray:
+    """Vertical axis [3] of the orbit: the normal of the plane through the camera centres (oriented like
+    the cameras' mean up), or the mean up itself when the centres span no plane or the plane stands upright."""
+    up = _normalize(c2w[:, :, 1].sum(0))
+    centres = c2w[:, :, 3] - c2w[:, :, 3].mean(0)
+    if len(centres) < 3:
+        return up
+    sv, vt = np.linalg.svd(centres)[1:]
+    normal = vt[2] * np.sign(vt[2] @ up or 1.0)
+    if sv[1] < 1e-3 * max(sv[0], 1e-12) or normal @ up < 0.7:
+        return up
+    return normal
+
+
+def orbit_path(cameras: dict, n_views: int, frames: tuple[int, int]) -> CameraPath:
+    """Cameras on the circle through the rig's camera ring, looking at :func:`convergence_point`."""
+    c2w = np.asarray(cameras["c2w"], dtype=np.float64)
+    target = convergence_point(cameras)
+    up = _ring_axis(c2w)
+    rel = c2w[:, :, 3] - target
+    flat = rel - (rel @ up)[:, None] * up  # camera offsets in the horizontal plane through the target
+    dist = np.linalg.norm(flat, axis=-1)
+    if dist.max() < 1e-6:
+        raise UserError("orbit path: the cameras sit on the vertical axis through the point they look at")
+    e1 = _normalize(flat[int(np.argmax(dist))])
+    e2 = np.cross(up, e1)
+    start, span, full = _arc(np.arctan2(flat @ e2, flat @ e1))
+    u = np.arange(n_views) / n_views
+    # once round a full ring; along a partial arc there and back (0 -> span -> 0, smooth at both ends)
+    angles = start + (2 * np.pi * u if full else span * 0.5 * (1 - np.cos(2 * np.pi * u)))
+    ring = np.cos(angles)[:, None] * e1 + np.sin(angles)[:, None] * e2
+    centres = target + float((rel @ up).mean()) * up + float(dist.mean()) * ring
+    return CameraPath(np.stack([look_at(c, target, up) for c in centres]), _loop_times(n_views, frames))
+
+
 def make_path(kind: str, cameras: dict, n_views: int, frames: tuple[int, int],
               freeze_frame: int = 0) -> CameraPath:
     """Registry front-end: kind in :data:`PATHS`."""
@@ -134,7 +202,7 @@ def make_path(kind: str, cameras: dict, n_views: int, frames: tuple[int, int],
         raise UserError(f"--n_views must be >= 1, got {n_views}")
     if kind == "bullet_time":
         return bullet_time_path(cameras, n_views, freeze_frame)
-    return {"spiral": spiral_path, "circle": circle_path}[kind](cameras, n_views, frames)
+    return {"spiral": spiral_path, "circle": circle_path, "orbit": orbit_path}[kind](cameras, n_views, frames)
 
 
 # ------------------------------------------------------------------ path files

@@ -36,6 +36,7 @@ from engine.signals import StopRequest, TrainingInterrupted
 from engine.supervision import build_depth_supervision
 from models import losses
 from models.types import RayBatch
+from models.visibility import seen_grid
 from opt import save_config
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,9 @@ class Trainer:
         update, shrink = self.schedule.alpha_mask_update(self.step)
         changed = False
         if update:
-            box = self.model.update_alpha_mask(self.model.resolution)
+            seen = None if self.model.cfg.ndc else seen_grid(  # bounded: drop space no training ray sees
+                self.model, self.data.train_origins, self.data.train_dirs, self.model.resolution, seed=self.cfg.seed)
+            box = self.model.update_alpha_mask(self.model.resolution, seen)
             if shrink and box is not None:
                 self.model.shrink(box)
                 changed = True

@@ -263,9 +263,14 @@ class MixVoxels(nn.Module):
         return dilate_and_threshold(alpha.view(rz, ry, rx), self.cfg.alpha_mask_thre)
 
     @torch.no_grad()
-    def update_alpha_mask(self, resolution: list[int]) -> torch.Tensor | None:
-        """Rebuild the alpha mask at ``resolution``; returns the occupied box [2, 3] (or None if empty)."""
+    def update_alpha_mask(self, resolution: list[int], seen: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Rebuild the alpha mask at ``resolution``; returns the occupied box [2, 3] (or None if empty).
+
+        seen: optional [Rz, Ry, Rx] bool grid of voxels the training cameras observe (bounded scenes,
+        :func:`models.visibility.seen_grid`); voxels outside it are dropped from the mask."""
         occ = self.occupancy_grid(resolution)
+        if seen is not None:
+            occ = occ & seen.to(occ.device)
         self.alpha_mask = AlphaMask(self.aabb.clone(), occ)
         return occupied_box(occ, self.aabb)
 

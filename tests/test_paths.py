@@ -9,7 +9,16 @@ import pytest
 from dataLoader.dataset import scene_aabb
 from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization, average_pose, load_poses_bounds
-from engine.paths import PATHS, CameraPath, focus_depth, load_path_file, look_at, make_path, save_path_file
+from engine.paths import (
+    PATHS,
+    CameraPath,
+    convergence_point,
+    focus_depth,
+    load_path_file,
+    look_at,
+    make_path,
+    save_path_file,
+)
 
 H, W, FOCAL = 24, 32, 30.0
 
@@ -48,13 +57,14 @@ def test_path_images_are_not_mirrored(rig, kind):
     cams, _ = rig
     c2w = cams["c2w"]
     avg = average_pose(c2w)
-    target = avg[:, 3] - focus_depth(cams) * avg[:, 2]
+    # the orbit looks at the point the cameras converge on, the others at the focus point
+    target = convergence_point(cams) if kind == "orbit" else avg[:, 3] - focus_depth(cams) * avg[:, 2]
     point = target + 0.3 * avg[:, 0]  # the rig's right axis
     for cam in c2w:
         assert project_u(cam, point) > project_u(cam, target)
     path = make_path(kind, cams, n_views=12, frames=(0, 4))
     for cam in path.c2w:
-        assert project_u(cam, target) == pytest.approx(W / 2, abs=1e-6)  # paths look at the focus point
+        assert project_u(cam, target) == pytest.approx(W / 2, abs=1e-6)  # paths look at their target
         assert project_u(cam, point) > W / 2 + 1.0
 
 

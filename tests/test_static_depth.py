@@ -21,7 +21,7 @@ from dataLoader.poses import SceneNormalization, load_poses_bounds, save_poses_b
 from dataLoader.synthetic_scene import make_scene, render_view, write_scene
 from engine.checkpoint import save_checkpoint
 from engine.cli import run_main
-from engine.static_depth import load_static_model, render_static_depth
+from engine.static_depth import load_static_model, render_static_depth, weight_quantile
 from engine.trainer import Trainer
 from models import build_model
 from models.mixvoxels import ModelConfig
@@ -162,6 +162,15 @@ def test_static_model_depth_matches_ground_truth(static_ckpt, fit_scene):
         z, acc, _ = render_static_depth(model, c2w, h, w, rig.hwf[2] * w / rig.hwf[1], norm, "cpu")
         rel.append(np.abs(z - gt[k]) / gt[k])
     assert float(np.median(np.stack(rel))) < 0.05
+
+
+def test_weight_quantile_by_hand():
+    t = torch.tensor([[0.1, 0.3, 0.5, 0.7]])
+    dt = torch.full_like(t, 0.2)
+    w = torch.tensor([[0.0, 0.4, 0.4, 0.0]])  # opacity 0.8: quantiles of the normalized weights
+    assert weight_quantile(w, t, dt, 0.5).item() == pytest.approx(0.4)  # between the two samples' cells
+    assert weight_quantile(w, t, dt, 0.25).item() == pytest.approx(0.3)  # middle of sample 1's cell
+    assert weight_quantile(w, t, dt, 0.75).item() == pytest.approx(0.5)
 
 
 def test_static_model2depth_writes_round_trip_file_and_never_overwrites(static_ckpt, fit_scene, tmp_path, capsys):

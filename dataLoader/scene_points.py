@@ -1,0 +1,76 @@
+"""Sparse 3D points of a capture, for the bounded-scene box (SPEC §4): COLMAP keypoints or model points.
+
+Sources, first found wins:
+
+- ``colmap_depth.npz`` (``colmap2depth.py``): every keypoint is lifted back to 3D with the scene's own
+  cameras, ``c + z * dir(x, y)`` (z = stored world-unit camera z; the table was checked against
+  ``poses_bounds.npy`` when it was written);
+- ``sparse/0`` (``imgs2poses.py``): the model's ``points3D``, used only when the model's images of
+  the scene's cameras sit where ``poses_bounds.npy`` puts them (same world).
+
+A source that does not fit the scene (other cameras, another world, unreadable) is skipped with a
+warning: the box then falls back to the camera frusta. Points are returned in world units.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dataLoader.depth_files import load_sparse_depth
+from dataLoader.errors import UserError
+from dataLoader.poses import CameraRig
+from dataLoader.rays import pixel_directions
+
+log = logging.getLogger(__name__)
+
+DEPTH_TABLE = "colmap_depth.npz"
+SPARSE_MODEL = Path("sparse") / "0"
+
+
+def depth_table_points(path: Path, rig: CameraRig, cam_names) -> np.ndarray:
+    """Keypoints of ``colmap_depth.npz`` lifted to world points [M, 3] with the rig's cameras."""
+    sp = load_sparse_depth(path)
+    unknown = sorted(set(sp.cam_names) - set(cam_names))
+    if unknown:
+        raise UserError(f"{path}: cameras {unknown} are not in the scene ({list(cam_names)})")
+    h, w, f = rig.hwf
+    row = np.asarray([list(cam_names).index(n) for n in sp.cam_names], dtype=np.int64)[sp.cam_index]
+    xy = np.stack([sp.x * w / sp.hw[1], sp.y * h / sp.hw[0]], -1)
+    dirs_cam = pixel_directions(int(h), int(w), float(f), torch.from_numpy(xy)).numpy()
+    c2w = rig.c2w[row]
+    dirs = np.einsum("mij,mj->mi", c2w[:, :, :3], dirs_cam)
+    ok = np.isfinite(sp.depth) & (sp.depth > 0)
+    return (c2w[:, :, 3] + sp.depth[:, None] * dirs)[ok]
+
+
+def model_points(sparse_dir: Path, rig: CameraRig, cam_names) -> np.ndarray:
+    """``points3D`` [M, 3] of a COLMAP model whose cameras agree with the rig (UserError otherwise)."""
+    from dataLoader import colmap  # pycolmap is only needed when a model is present
+
+    rec = colmap.read_model(sparse_dir)
+    ids = colmap.image_ids_for_cameras(rec, list(cam_names), source=str(sparse_dir))
+    colmap.check_same_world(rig.c2w, colmap.model_c2w(rec, ids), list(cam_names), float(rig.bounds[:, 0].min()),
+                            str(sparse_dir))
+    return np.asarray([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)
+
+
+def scene_points(datadir: Path, rig: CameraRig, cam_names) -> tuple[np.ndarray, str] | None:
+    """(world points [M, 3], source path) from the first usable source, or None."""
+    datadir = Path(datadir)
+    for rel, reader in ((DEPTH_TABLE, depth_table_points), (SPARSE_MODEL, model_points)):
+        path = datadir / rel
+        if not path.exists():
+            continue
+        try:
+            pts = reader(path, rig, cam_names)
+        except UserError as exc:
+            log.warning("scene box: ignoring %s (%s)", path, exc)
+            continue
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        if len(pts) >= 8:
+            return pts, str(path)
+        log.warning("scene box: ignoring %s (only %d points)", path, len(pts))
+    return None
