@@ -29,6 +29,8 @@ import configargparse
 import numpy as np
 
 from dataLoader import colmap
+from dataLoader.colmap_points import keypoint_depth_table
+from dataLoader.depth_files import save_depth_table
 from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, load_poses_bounds
 from engine.cli import run_main
@@ -70,10 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     ids = colmap.image_ids_for_cameras(rec, names, args.image_prefix, source=str(sparse))
     colmap.check_same_world(rig.c2w, colmap.model_c2w(rec, ids), names, float(rig.bounds[:, 0].min()),
                             source=f"{poses} vs {sparse}")
-    table = colmap.keypoint_depth_table(rec, ids, names, rig.hwf, rig.bounds)
+    table = keypoint_depth_table(rec, ids, names, rig.hwf, rig.bounds)
     if len(table["depth"]) == 0:
         raise UserError(f"{sparse}: no 3D point lies inside the [near, far] bounds of {poses}")
-    colmap.save_depth_table(out, table)
+    save_depth_table(out, table)
     counts = np.bincount(table["cam_index"], minlength=len(names))
     per_cam = ", ".join(f"{n}: {c}" for n, c in zip(names, counts, strict=True))
     print(f"colmap2depth: wrote {out} ({len(table['depth'])} keypoints; {per_cam})")

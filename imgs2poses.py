@@ -35,6 +35,7 @@ from typing import NamedTuple
 import configargparse
 
 from dataLoader import colmap
+from dataLoader.colmap_points import RigPoses, rig_poses
 from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, save_poses_bounds
 from engine.cli import run_main
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     _check_writable(args, caps)
     rec = _reconstruct(args, caps)
     source = args.sparse_dir or "SfM model"
-    rigs = [colmap.rig_poses(rec, [cam for cam, _ in c.images], c.prefix,
+    rigs = [rig_poses(rec, [cam for cam, _ in c.images], c.prefix,
                              allow_average=bool(args.average_intrinsics), source=source) for c in caps]
     dest = _model_dest(args)
     if dest is not None:
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
           f"wrote {', '.join(written)}")
 
 
-def _log_rig(out: Path, rig: colmap.RigPoses, hw_disk: tuple[int, int]) -> None:
+def _log_rig(out: Path, rig: RigPoses, hw_disk: tuple[int, int]) -> None:
     h, w, f = rig.hwf
     (n0, f0), (n1, f1) = rig.bounds.min(0), rig.bounds.max(0)
     log.info("%s: cameras %s, H x W = %d x %d, focal %.2f px, near %.4g..%.4g, far %.4g..%.4g",

@@ -7,11 +7,11 @@ for the same number of iterations. One JSON line per stage/run: test-camera PSNR
 AbsRel / RMSE / delta<1.25 against gt_depth (all pixels and frames, and static pixels only), and a
 PNG with the test camera's depth maps side by side (GT | a | b | c, frame 0).
 
-(b) uses a keypoint table in the ``colmap_depth.npz`` format built from the ground truth: FAST
-corners of each training camera's first frame, depth read from gt_depth there (static points
-only), synthetic reprojection errors. imgs2poses.py / colmap2depth.py are not run: on this
-smooth-textured 64x48 scene SfM registers no model (BENCHMARKS.md, SfM section), and a model would
-put the rig in COLMAP's world instead of the ground truth's.
+(b) uses a keypoint table in the ``colmap_depth.npz`` format built from the ground truth
+(``dataLoader.synthetic_keypoints``: FAST corners of each training camera's first frame, depth read
+from gt_depth there, static points only, synthetic reprojection errors). imgs2poses.py /
+colmap2depth.py are not run: on this smooth-textured 64x48 scene SfM registers no model
+(BENCHMARKS.md, SfM section), and a model would put the rig in COLMAP's world, not the ground truth's.
 
 Usage: python bench/depth_gain.py [--iters 400] [--static_iters 400] [--width 64 --height 48]
        [--workdir DIR] [--reuse 1] [--runs a b c] [--depth_config configs/depth/static_model.txt]
@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import opt  # noqa: E402
-from dataLoader.depth_files import load_dense_depth  # noqa: E402
+from dataLoader.depth_files import load_dense_depth, save_depth_table  # noqa: E402
+from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
 from dataLoader.synthetic_scene import make_scene, render_view, write_scene  # noqa: E402
 from engine.evaluate import load_gt_depth  # noqa: E402
 from engine.metrics import depth_metrics, evaluate_video  # noqa: E402
@@ -74,31 +75,6 @@ def train(args, datadir: Path, expname: str, extra: list[str]) -> Trainer:
     trainer = Trainer(opt.resolve(opt.parse(argv)))
     trainer.fit()
     return trainer
-
-
-def sparse_gt_table(scene: Path, train_names: list[str], hw, n_per_cam: int, seed: int) -> dict:
-    """colmap_depth.npz-format table from GT: FAST corners of frame 0, static points, synthetic errors."""
-    rng = np.random.default_rng(seed)
-    fast = cv2.FastFeatureDetector_create(threshold=10)
-    cols = {k: [] for k in ("cam_index", "x", "y", "depth", "reproj_error")}
-    for ci, name in enumerate(train_names):
-        img = cv2.imread(str(sorted((scene / "frames" / name).iterdir())[0]), cv2.IMREAD_GRAYSCALE)
-        gt = np.load(scene / "gt_depth" / f"{name}.npy")
-        static = np.ptp(gt, axis=0) < 1e-5
-        kps = sorted(fast.detect(img), key=lambda k: -k.response)
-        xy = np.array([k.pt for k in kps]).round().astype(int).reshape(-1, 2)
-        xy = xy[static[xy[:, 1], xy[:, 0]]][:n_per_cam]
-        cols["cam_index"].append(np.full(len(xy), ci))
-        cols["x"].append(xy[:, 0] + 0.5)
-        cols["y"].append(xy[:, 1] + 0.5)
-        cols["depth"].append(gt[0, xy[:, 1], xy[:, 0]])
-        cols["reproj_error"].append(np.abs(rng.normal(0, 0.5, len(xy))))
-    table = {k: np.concatenate(v) for k, v in cols.items()}
-    e = table["reproj_error"]
-    table["weight"] = 2 * np.exp(-(e / e.mean()) ** 2)
-    table = {k: v.astype(np.int32 if k == "cam_index" else np.float32) for k, v in table.items()}
-    table.update(cam_names=np.asarray(train_names), hw=np.asarray(hw, dtype=np.int32))
-    return table
 
 
 def static_depth_quality(scene: Path, depth_file: Path, seed: int) -> dict:
@@ -188,8 +164,8 @@ def run(args) -> None:
     if not (args.reuse and depth_file.is_file()):
         static_stage(args, scene, depth_file)
     dense = load_dense_depth(depth_file)
-    table = sparse_gt_table(scene, dense.cam_names, dense.hw, 200, args.seed)
-    np.savez(scene / "colmap_depth.npz", **table)
+    table = gt_keypoint_table(scene, list(dense.cam_names), dense.hw, 200, args.seed)
+    save_depth_table(scene / "colmap_depth.npz", table)
     maps = {"gt": np.load(scene / "gt_depth" / "cam00.npy")[0]}
     labels = {"a": "a: no depth", "b": "b: sparse (GT corners)", "c": "c: static model"}
     for key in args.runs:

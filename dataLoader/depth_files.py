@@ -98,3 +98,14 @@ def load_sparse_depth(path: Path) -> SparseDepth:
     return SparseDepth(f["cam_index"].astype(np.int64), f["x"].astype(np.float64), f["y"].astype(np.float64),
                        f["depth"].astype(np.float64), f["weight"].astype(np.float64),
                        f["reproj_error"].astype(np.float64), names, tuple(int(v) for v in f["hw"]))
+
+
+def save_depth_table(path: str | Path, table: dict[str, np.ndarray]) -> None:
+    """Write ``colmap_depth.npz`` atomically (temp file + rename).
+
+    Read it with :func:`load_sparse_depth`.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **table)
+    tmp.replace(path)

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dataLoader.colmap import save_depth_table
 from dataLoader.dataset import DataOptions, VideoDataset
-from dataLoader.depth_files import DenseDepth, save_dense_depth
+from dataLoader.depth_files import DenseDepth, save_dense_depth, save_depth_table
 from dataLoader.depth_space import camera_z_to_ray_param, ray_param_to_camera_z
 from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import camera_rays, pixel_directions

@@ -24,8 +24,8 @@ from conftest import TINY_TRAIN, tiny_config
 import colmap2depth
 import imgs2poses
 from bench.sfm_accuracy import SMALLEST_RELIABLE
-from dataLoader.colmap import save_depth_table
 from dataLoader.dataset import VideoDataset
+from dataLoader.depth_files import save_depth_table
 from dataLoader.errors import UserError
 from dataLoader.poses import load_poses_bounds
 from dataLoader.synthetic_scene import write_scene

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dataLoader.depth_files import load_sparse_depth, save_depth_table
 from dataLoader.errors import UserError
 from dataLoader.poses import load_poses_bounds
 from dataLoader.rays import pixel_directions
 from dataLoader.synthetic_content import value_noise
+from dataLoader.synthetic_keypoints import gt_keypoint_table
 from dataLoader.synthetic_scene import (
     cast_rays,
     focal_from_fov,
@@ -225,3 +227,21 @@ def test_detailed_texture_gives_sift_hundreds_of_features():
         grey = to_uint8(rgb @ np.array([0.299, 0.587, 0.114]))  # SIFT runs on grey levels, as in COLMAP
         counts[texture] = len(extractor.extract_from_uint8_array(grey)[0])
     assert counts["detailed"] > 500 and counts["smooth"] < 0.2 * counts["detailed"], counts
+
+
+def test_gt_keypoint_table_is_a_colmap_depth_file_of_static_ground_truth(scenes, tmp_path):
+    scene = scenes / "a"
+    names = ["cam01", "cam02"]
+    table = gt_keypoint_table(scene, names, (24, 32), n_per_cam=20, seed=0)
+    save_depth_table(tmp_path / "colmap_depth.npz", table)
+    sp = load_sparse_depth(tmp_path / "colmap_depth.npz")  # the trainer's reader accepts it
+    assert list(sp.cam_names) == names and sp.hw == (24, 32) and len(sp.depth) > 0
+    for k, name in enumerate(names):
+        gt = np.load(scene / "gt_depth" / f"{name}.npy")
+        sel = sp.cam_index == k
+        assert 0 < sel.sum() <= 20
+        i, j = (sp.x[sel] - 0.5).astype(int), (sp.y[sel] - 0.5).astype(int)
+        np.testing.assert_allclose(sp.depth[sel], gt[0, j, i], rtol=1e-6)  # depth at the keypoint's pixel
+        assert np.all(np.ptp(gt[:, j, i], axis=0) < 1e-5)  # static points only
+    e = sp.reproj_error
+    np.testing.assert_allclose(sp.weight, 2 * np.exp(-(e / e.mean()) ** 2), rtol=1e-5)
