@@ -1,8 +1,9 @@
 """Evaluation shared by training and ``tools/evaluate.py`` (SPEC §7).
 
-Metrics are computed in-process on raw float renders (never on mp4 decodes): PSNR of the whole
-test video and mean per-frame PSNR, SSIM (data range 1.0) with DSSIM both ways, the optional
-LPIPS / FLIP / JOD (``{"available": false, "reason": ...}`` when they cannot run, never 0) and,
+Metrics are computed in-process on raw float renders (never on mp4 decodes), frame chunk by frame
+chunk so that no float video is held: PSNR of the whole test video and mean per-frame PSNR, SSIM
+(data range 1.0) with DSSIM both ways, the optional LPIPS / FLIP / JOD on the 8-bit render
+(``{"available": false, "reason": ...}`` when they cannot run, never 0) and,
 when ``gt_depth/<cam>.npy`` exists, depth AbsRel / RMSE / delta<1.25 in world-unit camera z on the
 test cameras and the training cameras.
 
@@ -20,9 +21,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.metrics import depth_metrics, evaluate_video, optional_metrics
-from engine.render import CameraRender, iter_camera_frames, render_pose
-from engine.report import save_camera_pictures, write_report
+from dataLoader.video_io import to_uint8
+from engine.metrics import (
+    depth_metrics_from_sums,
+    depth_sums,
+    optional_metrics,
+    per_frame_mse,
+    per_frame_ssim,
+    video_summary,
+)
+from engine.render import DEFAULT_BUFFER_BYTES, iter_camera_frames, render_static_maps
+from engine.report import CameraEvaluation, chosen_frames, save_camera_pictures, write_report
 from engine.visualize import plot_per_frame, plot_training_curves
 
 log = logging.getLogger(__name__)
@@ -86,36 +95,40 @@ def write_per_frame_csv(path: Path, per_frame: dict) -> None:
             w.writerow(row)
 
 
-def _broadcast_static(render: CameraRender, n_t: int) -> None:
-    """A static model (T = 1) evaluated on a video is compared with every frame."""
-    if render.rgb.shape[0] != n_t:
-        render.rgb = np.broadcast_to(render.rgb, (n_t,) + render.rgb.shape[1:])
-        render.depth = np.broadcast_to(render.depth, (n_t,) + render.depth.shape[1:])
+def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture_frames=(),
+                    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> tuple[dict, CameraEvaluation]:
+    """Render and score camera k of ``data`` -> (metrics, :class:`CameraEvaluation`).
 
-
-def _depth_per_frame(pred: np.ndarray, gt: np.ndarray) -> list:
-    """[T, H, W] each -> per-frame AbsRel [T] (None where a frame has no valid pixel)."""
-    return [depth_metrics(p, g).get("abs_rel") for p, g in zip(pred, gt)]
-
-
-def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS) -> tuple[dict, CameraRender, np.ndarray,
-                                                                                   np.ndarray | None]:
-    """Render camera k of ``data`` -> (metrics, render, gt uint8 [T,H,W,3], gt depth [T,H,W] or None)."""
+    Frames are rendered in frame chunks of at most ``max_buffer_bytes`` of float data and scored as they
+    come (PSNR, SSIM and depth on the float render); only the 8-bit render and the ``picture_frames``
+    stay, so memory is bounded at any video size. A static model (T = 1) is compared with every frame.
+    The optional metrics (LPIPS, FLIP, JOD) see the 8-bit render."""
     cam = data.cam_names[k]
-    render = render_pose(model, data.c2w[k], data.h, data.w, data.focal, data.normalization, device)
     gt = data.frames_of(k)
-    _broadcast_static(render, gt.shape[0])
-    gt_f = gt.astype(np.float32) / 255.0
-    metrics = evaluate_video(render.rgb, gt_f, device=device)
-    metrics["optional"] = optional_metrics(render.rgb, gt_f, fps=fps)
-    metrics["dynamic_pixel_fraction"] = float(render.dynamic.mean())
-    gt_depth = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, gt.shape[0], (data.h, data.w))
+    n_t, h, w = gt.shape[:3]
+    gt_depth = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, n_t, (h, w))
+    rgb8 = np.empty_like(gt)
+    mse, frame_ssim, sums = np.zeros(n_t), np.zeros(n_t), np.zeros((n_t, 4))
+    pictures = {}
+    for t, rgb, depth in iter_camera_frames(model, data.c2w[k], h, w, data.focal, data.normalization, device,
+                                            range(n_t), max_buffer_bytes, progress=False):
+        mse[t] = per_frame_mse(rgb[None], gt[t:t + 1], device)[0]
+        frame_ssim[t] = per_frame_ssim(rgb[None], gt[t:t + 1], [0], device)[0]
+        rgb8[t] = to_uint8(rgb)
+        if gt_depth is not None:
+            sums[t] = depth_sums(depth, gt_depth[t])
+        if t in picture_frames:
+            pictures[t] = (rgb, depth)
+    metrics = video_summary(mse, frame_ssim, np.arange(n_t))
+    metrics["optional"] = optional_metrics(rgb8, gt, fps=fps)
+    static_rgb, dynamic = render_static_maps(model, data.c2w[k], h, w, data.focal, data.normalization, device)
+    metrics["dynamic_pixel_fraction"] = float(dynamic.mean())
     if gt_depth is not None:
-        metrics["depth"] = depth_metrics(render.depth, gt_depth)
-        metrics["per_frame"]["depth_abs_rel"] = _depth_per_frame(render.depth, gt_depth)
+        metrics["depth"] = depth_metrics_from_sums(sums.sum(0))
+        metrics["per_frame"]["depth_abs_rel"] = [depth_metrics_from_sums(s).get("abs_rel") for s in sums]
     else:
         metrics["depth"] = {"available": False, "reason": f"no gt_depth/{cam}.npy in the scene"}
-    return metrics, render, gt, gt_depth
+    return metrics, CameraEvaluation(rgb8, gt, gt_depth, pictures, static_rgb)
 
 
 def train_camera_depth(model, data, device) -> dict:
@@ -126,10 +139,11 @@ def train_camera_depth(model, data, device) -> dict:
         gt = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, data.n_frames, (data.h, data.w))
         if gt is None:
             continue
-        frames = list(range(data.n_frames))
-        pred = np.stack([d for _, _, d in iter_camera_frames(model, data.c2w[k], data.h, data.w, data.focal,
-                                                             data.normalization, device, frames, progress=False)])
-        out[cam] = depth_metrics(pred, gt)
+        sums = np.zeros(4)
+        for t, _, depth in iter_camera_frames(model, data.c2w[k], data.h, data.w, data.focal, data.normalization,
+                                              device, range(data.n_frames), progress=False):
+            sums += depth_sums(depth, gt[t])
+        out[cam] = depth_metrics_from_sums(sums)
     return out
 
 
@@ -142,8 +156,9 @@ def evaluate_cameras(model, data, device, out_dir: Path, n_images: int = 3,
     results = {}
     for k in data.test_idx:
         cam = data.cam_names[k]
-        metrics, render, gt, gt_depth = evaluate_camera(model, data, k, device)
-        files = save_camera_pictures(out_dir, cam, render, gt, gt_depth, n_images, picture_frames)
+        chosen = chosen_frames(data.n_frames, n_images, picture_frames)
+        metrics, ev = evaluate_camera(model, data, k, device, picture_frames=chosen)
+        files = save_camera_pictures(out_dir, cam, ev)
         plot_per_frame(metrics["per_frame"]["psnr"], out_dir / f"{cam}_psnr_per_frame.png", "PSNR (dB)",
                        title=f"{cam}: per-frame PSNR")
         write_per_frame_csv(out_dir / f"{cam}_per_frame.csv", metrics["per_frame"])

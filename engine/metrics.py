@@ -144,38 +144,39 @@ def per_frame_ssim(pred, gt, frames, device=None) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- video summary
-def evaluate_video(pred, gt, ssim_every: int = 1, device=None) -> dict:
-    """pred, gt [T,H,W,3] in [0,1] -> metrics dict (see module docstring for conventions).
+def video_summary(mse: np.ndarray, frame_ssim: np.ndarray, ssim_frames: np.ndarray) -> dict:
+    """Per-frame MSE [T] and the SSIM [F] of frames ``ssim_frames`` [F] -> the video's metrics dict.
 
-    Keys: psnr (whole video), psnr_per_frame_mean, ssim (mean over frames 0, k, 2k, ... with
-    k = ssim_every), dssim1, dssim2, ssim_data_range, n_frames, and per_frame = {psnr [T],
-    ssim [F], ssim_frames [F]} as numpy arrays.
+    Keys: psnr (whole video), psnr_per_frame_mean, ssim (mean over the SSIM frames), dssim1, dssim2,
+    ssim_data_range, n_frames, and per_frame = {psnr [T], ssim [F], ssim_frames [F]} as numpy arrays.
     """
-    _check_pair(pred, gt, 4, "evaluate_video")
-    mse = per_frame_mse(pred, gt, device)
     frame_psnr = np.array([psnr(m) for m in mse])
-    ssim_frames = np.arange(0, pred.shape[0], max(int(ssim_every), 1))
-    frame_ssim = per_frame_ssim(pred, gt, ssim_frames, device)
-    mean_ssim = float(frame_ssim.mean())
+    mean_ssim = float(np.mean(frame_ssim))
     return {
-        "psnr": psnr(mse.mean()),
+        "psnr": psnr(np.mean(mse)),
         "psnr_per_frame_mean": float(frame_psnr.mean()),
         "ssim": mean_ssim,
         **dssim(mean_ssim),
         "ssim_data_range": 1.0,
-        "n_frames": int(pred.shape[0]),
-        "per_frame": {"psnr": frame_psnr, "ssim": frame_ssim, "ssim_frames": ssim_frames},
+        "n_frames": int(len(mse)),
+        "per_frame": {"psnr": frame_psnr, "ssim": np.asarray(frame_ssim), "ssim_frames": np.asarray(ssim_frames)},
     }
 
 
-# ----------------------------------------------------------------------------- depth
-def depth_metrics(pred, gt, mask=None) -> dict:
-    """pred, gt [...] depth of any equal shape (same units), mask [...] bool or None.
+def evaluate_video(pred, gt, ssim_every: int = 1, device=None) -> dict:
+    """pred, gt [T,H,W,3] in [0,1] -> :func:`video_summary` with SSIM on frames 0, k, 2k, ... (k = ssim_every)."""
+    _check_pair(pred, gt, 4, "evaluate_video")
+    ssim_frames = np.arange(0, pred.shape[0], max(int(ssim_every), 1))
+    return video_summary(per_frame_mse(pred, gt, device), per_frame_ssim(pred, gt, ssim_frames, device), ssim_frames)
 
-    Valid pixels: gt > 0, gt and pred finite, and mask. Returns {abs_rel, rmse, delta_1_25,
-    n_valid}; with no valid pixel, ``unavailable(...)`` plus n_valid = 0.
-    abs_rel = mean |pred - gt| / gt, rmse = sqrt(mean (pred - gt)^2),
-    delta_1_25 = fraction with max(pred/gt, gt/pred) < 1.25 (pred <= 0 counts as a miss).
+
+# ----------------------------------------------------------------------------- depth
+def depth_sums(pred, gt, mask=None) -> np.ndarray:
+    """pred, gt [...] depth of any equal shape (same units), mask [...] bool or None -> float64 [4]:
+    n_valid, sum |pred - gt| / gt, sum (pred - gt)^2, count of max(pred/gt, gt/pred) < 1.25.
+
+    Valid pixels: gt > 0, gt and pred finite, and mask; pred <= 0 counts as a delta miss. Sums of
+    frames add up, so a video's metrics can be gathered frame by frame (:func:`depth_metrics_from_sums`).
     """
     p = np.asarray(torch.as_tensor(pred).detach().cpu(), dtype=np.float64)
     g = np.asarray(torch.as_tensor(gt).detach().cpu(), dtype=np.float64)
@@ -184,18 +185,25 @@ def depth_metrics(pred, gt, mask=None) -> dict:
     valid = np.isfinite(g) & np.isfinite(p) & (g > 0)
     if mask is not None:
         valid &= np.asarray(torch.as_tensor(mask).detach().cpu(), dtype=bool).reshape(g.shape)
-    n = int(valid.sum())
-    if n == 0:
-        return {**unavailable("no valid ground-truth depth pixels"), "n_valid": 0}
     p, g = p[valid], g[valid]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(p > 0, np.maximum(p / g, g / p), np.inf)
-    return {
-        "abs_rel": float(np.mean(np.abs(p - g) / g)),
-        "rmse": float(np.sqrt(np.mean((p - g) ** 2))),
-        "delta_1_25": float(np.mean(ratio < 1.25)),
-        "n_valid": n,
-    }
+    return np.array([p.size, np.sum(np.abs(p - g) / g), np.sum((p - g) ** 2), np.sum(ratio < 1.25)], dtype=np.float64)
+
+
+def depth_metrics_from_sums(sums: np.ndarray) -> dict:
+    """:func:`depth_sums` [4] -> {abs_rel, rmse, delta_1_25, n_valid}, or ``unavailable`` with n_valid = 0."""
+    n = int(sums[0])
+    if n == 0:
+        return {**unavailable("no valid ground-truth depth pixels"), "n_valid": 0}
+    return {"abs_rel": float(sums[1] / n), "rmse": float(math.sqrt(sums[2] / n)), "delta_1_25": float(sums[3] / n),
+            "n_valid": n}
+
+
+def depth_metrics(pred, gt, mask=None) -> dict:
+    """Depth metrics of pred vs gt (see :func:`depth_sums`): abs_rel = mean |pred - gt| / gt,
+    rmse = sqrt(mean (pred - gt)^2), delta_1_25 = fraction with max(pred/gt, gt/pred) < 1.25, n_valid."""
+    return depth_metrics_from_sums(depth_sums(pred, gt, mask))
 
 
 # ----------------------------------------------------------------------------- optional metrics

@@ -110,6 +110,14 @@ def render_pose(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm:
     )
 
 
+def render_static_maps(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization,
+                       device) -> tuple[np.ndarray, np.ndarray]:
+    """static_rgb float32 [H, W, 3] and the dynamic-ray mask bool [H, W] of a pose (one frame kept per ray)."""
+    rays = pose_rays(c2w_norm, h, w, focal, norm)
+    out = render_rays(model, rays["origins"], rays["dirs"], device, frames=torch.zeros(1, dtype=torch.long))
+    return out["static_rgb"].view(h, w, 3).numpy(), out["dynamic"].view(h, w).numpy()
+
+
 def frame_chunks(frames: Sequence[int], h: int, w: int, max_buffer_bytes: int) -> list[list[int]]:
     """Split frame indices so that [F, H, W, 4] float32 (rgb + depth) stays under the budget."""
     per_frame = h * w * 4 * 4

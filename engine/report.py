@@ -8,12 +8,13 @@ error heat map (mean |error| over RGB, black 0 .. bright ``ERROR_VMAX``), ``<cam
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dataLoader.video_io import to_uint8, write_video
-from engine.render import CameraRender, disparity_range
+from engine.render import disparity_range
 from engine.visualize import colorize_depth, error_heatmap, save_png
 
 ERROR_VMAX = 0.25  # mean absolute RGB error mapped to the brightest heat-map colour
@@ -26,27 +27,38 @@ def chosen_frames(n_t: int, n_images: int, picture_frames: list[int] | None) -> 
     return np.unique(np.linspace(0, n_t - 1, max(1, n_images)).round().astype(int)).tolist()
 
 
-def save_camera_pictures(out_dir: Path, cam: str, render: CameraRender, gt: np.ndarray,
-                         gt_depth: np.ndarray | None, n_images: int = 3,
-                         picture_frames: list[int] | None = None) -> dict:
-    """render (rgb [T,H,W,3] float, depth [T,H,W]), gt uint8 [T,H,W,3], gt_depth [T,H,W] | None ->
-    PNGs and the test video in out_dir. Returns {"frames": [...], "depth": [...], "static": ..., "video": ...}
-    with file names relative to out_dir."""
+@dataclass
+class CameraEvaluation:
+    """What evaluating one test camera keeps (no float video: frames are scored as they are rendered).
+
+    rgb8: uint8 [T, H, W, 3] render; gt: uint8 [T, H, W, 3]; gt_depth: float32 [T, H, W] world-unit
+    camera z or None; pictures: {t: (rgb float32 [H, W, 3], depth float32 [H, W])} for the picture
+    frames; static_rgb: float32 [H, W, 3]."""
+
+    rgb8: np.ndarray
+    gt: np.ndarray
+    gt_depth: np.ndarray | None
+    pictures: dict[int, tuple[np.ndarray, np.ndarray]]
+    static_rgb: np.ndarray
+
+
+def save_camera_pictures(out_dir: Path, cam: str, ev: CameraEvaluation) -> dict:
+    """PNGs of ev's picture frames, the static render and the test video in out_dir. Returns
+    {"frames": [...], "depth": [...], "static": ..., "video": ...} with file names relative to out_dir."""
     files: dict = {"frames": [], "depth": []}
-    for t in chosen_frames(render.rgb.shape[0], n_images, picture_frames):
-        panel = np.concatenate([to_uint8(render.rgb[t]), gt[t],
-                                error_heatmap(render.rgb[t], gt[t] / 255.0, vmax=ERROR_VMAX)], axis=1)
+    for t, (rgb, depth) in sorted(ev.pictures.items()):
+        panel = np.concatenate([to_uint8(rgb), ev.gt[t], error_heatmap(rgb, ev.gt[t] / 255.0, vmax=ERROR_VMAX)], axis=1)
         save_png(out_dir / f"{cam}_frame{t:04d}.png", panel)
-        ref = gt_depth[t] if gt_depth is not None else render.depth[t]
+        ref = ev.gt_depth[t] if ev.gt_depth is not None else depth
         lo, hi = disparity_range(ref) or (None, None)
-        depth = [colorize_depth(render.depth[t], vmin=lo, vmax=hi, inverse=True)]
-        if gt_depth is not None:
-            depth.append(colorize_depth(gt_depth[t], vmin=lo, vmax=hi, inverse=True))
-        save_png(out_dir / f"{cam}_depth{t:04d}.png", np.concatenate(depth, axis=1))
+        tiles = [colorize_depth(depth, vmin=lo, vmax=hi, inverse=True)]
+        if ev.gt_depth is not None:
+            tiles.append(colorize_depth(ev.gt_depth[t], vmin=lo, vmax=hi, inverse=True))
+        save_png(out_dir / f"{cam}_depth{t:04d}.png", np.concatenate(tiles, axis=1))
         files["frames"].append(f"{cam}_frame{t:04d}.png")
         files["depth"].append(f"{cam}_depth{t:04d}.png")
-    save_png(out_dir / f"{cam}_static.png", to_uint8(render.static_rgb))
-    write_video(out_dir / f"{cam}_rgb.mp4", to_uint8(render.rgb), fps=30)
+    save_png(out_dir / f"{cam}_static.png", to_uint8(ev.static_rgb))
+    write_video(out_dir / f"{cam}_rgb.mp4", ev.rgb8, fps=30)
     files.update(static=f"{cam}_static.png", video=f"{cam}_rgb.mp4")
     return files
 

@@ -295,9 +295,10 @@ def test_tiny_bounded_training_beats_the_mean_colour_on_the_test_camera(inward_s
     trainer = Trainer(cfg)
     assert not trainer.model.cfg.ndc
     trainer.fit()
-    metrics, _, gt, gt_depth = evaluate_camera(trainer.model.eval(), trainer.data, 0, CPU)
+    metrics, ev = evaluate_camera(trainer.model.eval(), trainer.data, 0, CPU)
+    gt = ev.gt
     train_rgb = np.stack([trainer.data.frames_of(k) for k in trainer.data.train_idx]).astype(np.float64) / 255
     mean = train_rgb.reshape(-1, 3).mean(0)
     baseline = -10 * np.log10(((gt / 255.0 - mean) ** 2).mean())  # predicting the mean training colour
     assert metrics["psnr"] > baseline + 3.0, (metrics["psnr"], baseline)
-    assert gt_depth is not None and metrics["depth"]["abs_rel"] < 0.4  # depth in world units, not t
+    assert ev.gt_depth is not None and metrics["depth"]["abs_rel"] < 0.4  # depth in world units, not t

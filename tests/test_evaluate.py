@@ -2,6 +2,7 @@
 optional metrics reported (never 0) when they cannot run, pictures and a report.html that renders."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -14,6 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dataLoader.dataset import VideoDataset
+from engine.checkpoint import load_model
+from engine.evaluate import evaluate_camera, load_gt_depth
+from engine.metrics import depth_metrics, evaluate_video
+from engine.render import render_pose
+from engine.setup import data_options
 from engine.trainer import Trainer
 from engine.workflow import evaluate_checkpoint, finish_training
 
@@ -135,3 +142,24 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert img.shape[:2] == (1600, 1200)
     colourful = np.abs(img - img.mean(-1, keepdims=True)).sum(-1) > 60  # plots and renders, not just text
     assert colourful.mean() > 0.01
+
+
+def test_frame_chunked_evaluation_equals_the_whole_video_metrics(run_dir):
+    """One frame per chunk (a buffer smaller than a frame) scores exactly what the whole float video gives."""
+    model, norm, state = load_model(run_dir / "ckpt.pt")
+    data = VideoDataset(data_options(argparse.Namespace(**state["config"])), normalization=norm)
+    k = data.test_idx[0]
+    ref = render_pose(model, data.c2w[k], data.h, data.w, data.focal, norm, "cpu")
+    gt = data.frames_of(k)
+    want = evaluate_video(ref.rgb, gt.astype(np.float32) / 255.0)
+    gt_depth = load_gt_depth(data.opts.datadir, data.cam_names[k], 0, T, (data.h, data.w))
+    want_depth = depth_metrics(ref.depth, gt_depth)
+    got, ev = evaluate_camera(model, data, k, "cpu", picture_frames=[1], max_buffer_bytes=1)
+    assert got["psnr"] == pytest.approx(want["psnr"], rel=1e-6)
+    np.testing.assert_allclose(got["per_frame"]["psnr"], want["per_frame"]["psnr"], rtol=1e-6)
+    np.testing.assert_allclose(got["per_frame"]["ssim"], want["per_frame"]["ssim"], rtol=1e-6)
+    for key in ("abs_rel", "rmse", "delta_1_25", "n_valid"):
+        assert got["depth"][key] == pytest.approx(want_depth[key], rel=1e-6)
+    assert list(ev.pictures) == [1] and ev.rgb8.dtype == np.uint8 and ev.rgb8.shape == gt.shape
+    np.testing.assert_allclose(ev.pictures[1][0], ref.rgb[1], atol=1e-6)
+    np.testing.assert_allclose(ev.static_rgb, ref.static_rgb, atol=1e-6)
