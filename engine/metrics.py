@@ -210,7 +210,13 @@ def depth_metrics(pred, gt, mask=None) -> dict:
 LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"  # torchvision AlexNet weights used by lpips(net="alex")
 
 
-def _lpips(pred: np.ndarray, gt: np.ndarray, fps: float) -> dict:
+def _float_frames(x, start: int, stop: int) -> np.ndarray:
+    """Frames [start:stop] of a [T,H,W,3] uint8 or float video as float32 in [0, 1] (converted on demand,
+    so a long 8-bit video is never held in float)."""
+    return _as_tensor(x[start:stop]).cpu().float().numpy()
+
+
+def _lpips(pred, gt, fps: float) -> dict:
     import lpips  # optional dependency
 
     lin = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
@@ -223,23 +229,25 @@ def _lpips(pred: np.ndarray, gt: np.ndarray, fps: float) -> dict:
     vals = []
     with torch.no_grad():
         for s in range(0, pred.shape[0], FRAME_CHUNK):
-            p = torch.as_tensor(pred[s:s + FRAME_CHUNK], device=device).permute(0, 3, 1, 2)
-            g = torch.as_tensor(gt[s:s + FRAME_CHUNK], device=device).permute(0, 3, 1, 2)
+            p = torch.as_tensor(_float_frames(pred, s, s + FRAME_CHUNK), device=device).permute(0, 3, 1, 2)
+            g = torch.as_tensor(_float_frames(gt, s, s + FRAME_CHUNK), device=device).permute(0, 3, 1, 2)
             vals.append(model(p, g, normalize=True).flatten().double().cpu())
     return {"available": True, "value": float(torch.cat(vals).mean()), "net": "alex"}
 
 
-def _flip(pred: np.ndarray, gt: np.ndarray, fps: float) -> dict:
+def _flip(pred, gt, fps: float) -> dict:
     import flip_evaluator  # optional dependency (pip package "flip-evaluator")
 
     # evaluate(reference, test, "LDR") -> (error_map [H,W], mean_error, parameters)
-    vals = [float(flip_evaluator.evaluate(g, p, "LDR")[1]) for p, g in zip(pred, gt)]
+    vals = [float(flip_evaluator.evaluate(_float_frames(gt, t, t + 1)[0], _float_frames(pred, t, t + 1)[0], "LDR")[1])
+            for t in range(len(pred))]
     return {"available": True, "value": float(np.mean(vals)), "mode": "LDR", "lower_is_better": True}
 
 
-def _jod(pred: np.ndarray, gt: np.ndarray, fps: float) -> dict:
+def _jod(pred, gt, fps: float) -> dict:
     import pyfvvdp  # optional dependency
 
+    pred, gt = _float_frames(pred, 0, len(pred)), _float_frames(gt, 0, len(gt))  # one score for the whole clip
     display = "standard_4k"
     metric = pyfvvdp.fvvdp(display_name=display, heatmap=None)
     if pred.shape[0] == 1:
@@ -252,7 +260,7 @@ def _jod(pred: np.ndarray, gt: np.ndarray, fps: float) -> dict:
 OPTIONAL_METRICS = {"lpips": _lpips, "flip": _flip, "jod": _jod}
 
 
-def _run_optional(name: str, fn, pred: np.ndarray, gt: np.ndarray, fps: float) -> dict:
+def _run_optional(name: str, fn, pred, gt, fps: float) -> dict:
     try:
         return fn(pred, gt, fps)
     except ImportError as e:
@@ -263,16 +271,14 @@ def _run_optional(name: str, fn, pred: np.ndarray, gt: np.ndarray, fps: float) -
 
 
 def optional_metrics(pred, gt, fps: float = 30.0, names=tuple(OPTIONAL_METRICS)) -> dict:
-    """pred, gt [T,H,W,3] or [H,W,3] in [0,1] -> {name: record} for LPIPS, FLIP and JOD.
+    """pred, gt [T,H,W,3] or [H,W,3], float in [0,1] or uint8 -> {name: record} for LPIPS, FLIP and JOD.
 
     Each record is {"available": True, "value": float, ...} or {"available": False, "reason": str}.
     LPIPS is the mean over frames (lower is better), FLIP the mean over frames of the mean LDR-FLIP
     error (lower is better), JOD one FovVideoVDP score for the whole clip at ``fps`` (higher is
     better, 10 = identical). Nothing is downloaded.
     """
-    p = _as_tensor(pred).detach().cpu().float().numpy()
-    g = _as_tensor(gt).detach().cpu().float().numpy()
-    if p.ndim == 3:
-        p, g = p[None], g[None]
-    _check_pair(p, g, 4, "optional_metrics")
-    return {n: _run_optional(n, OPTIONAL_METRICS[n], p, g, fps) for n in names}
+    if len(pred.shape) == 3:
+        pred, gt = pred[None], gt[None]
+    _check_pair(pred, gt, 4, "optional_metrics")
+    return {n: _run_optional(n, OPTIONAL_METRICS[n], pred, gt, fps) for n in names}
