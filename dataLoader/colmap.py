@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pycolmap
-from PIL import Image
 from tqdm import tqdm
 
 from dataLoader.errors import UserError
-from dataLoader.frame_cache import IMAGE_SUFFIXES, list_cameras
+from dataLoader.frame_cache import IMAGE_SUFFIXES, image_size, list_cameras
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +86,9 @@ def list_capture_images(datadir: Path, frame_idx: int = 0, one_each: bool = Fals
     return out
 
 
-def _image_hw(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:  # reads the header only
-            return im.height, im.width
-    except OSError as exc:
-        raise UserError(f"{path}: unreadable image ({exc})") from None
-
-
 def common_image_size(paths: Sequence[Path], what: str) -> tuple[int, int]:
     """(H, W) shared by all images; UserError naming the sizes if they differ."""
-    sizes = {p: _image_hw(p) for p in paths}
+    sizes = {p: image_size(p) for p in paths}
     if len(set(sizes.values())) != 1:
         detail = ", ".join(f"{p.parent.name}/{p.name} {h}x{w}" for p, (h, w) in sizes.items())
         raise UserError(f"{what}: images of different sizes in one rig ({detail}; H x W)")

@@ -60,7 +60,8 @@ def list_cameras(datadir: Path) -> list[Path]:
     return cams
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file; UserError naming it when it cannot be read."""
     try:
         props = iio.improps(path)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
@@ -82,7 +83,7 @@ def scan_frames(datadir: Path, frame_start: int = 0, n_frames: int = -1) -> Fram
     if frame_start < 0 or end > total or end <= frame_start:
         raise UserError(f"{datadir / 'frames'}: frame range [{frame_start}, {end}) is outside the "
                         f"{total} available frames")
-    sizes = {c.name: _image_size(f[0]) for c, f in zip(cams, all_files)}
+    sizes = {c.name: image_size(f[0]) for c, f in zip(cams, all_files)}
     if len(set(sizes.values())) != 1:
         raise UserError(f"{datadir / 'frames'}: cameras have different image sizes {sizes}")
     files = tuple(tuple(f[frame_start:end]) for f in all_files)

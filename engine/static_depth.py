@@ -23,7 +23,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -32,7 +31,15 @@ from dataLoader.dataset import DataOptions, VideoDataset, check_rig_matches_came
 from dataLoader.depth_files import DenseDepth, save_dense_depth
 from dataLoader.depth_space import ray_param_to_camera_z
 from dataLoader.errors import UserError
-from dataLoader.frame_cache import IMAGE_SUFFIXES, auto_blur_kernel, build_cache, list_cameras, scan_frames, target_size
+from dataLoader.frame_cache import (
+    IMAGE_SUFFIXES,
+    auto_blur_kernel,
+    build_cache,
+    image_size,
+    list_cameras,
+    scan_frames,
+    target_size,
+)
 from dataLoader.poses import CameraRig, SceneNormalization, load_poses_bounds
 from dataLoader.rays import camera_rays, pixel_directions
 from engine.checkpoint import load_model
@@ -72,21 +79,13 @@ def _one_image_per_camera(datadir: Path) -> tuple[list[str], list[Path]]:
     return names, files
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        shape = iio.improps(path).shape
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
-        raise UserError(f"{path}: unreadable image ({exc})") from None
-    return int(shape[0]), int(shape[1])
-
-
 def validate_static_capture(datadir: str | Path) -> tuple[list[str], tuple[int, int], CameraRig]:
     """Check ``D/frames/camXX/`` (one png/jpg each, >= 2 views, one size) against ``D/poses_bounds.npy``."""
     datadir = Path(datadir)
     if not datadir.is_dir():
         raise UserError(f"{datadir}: static capture directory not found")
     names, files = _one_image_per_camera(datadir)
-    sizes = [_image_size(f) for f in files]
+    sizes = [image_size(f) for f in files]
     for f, hw in zip(files, sizes):
         if hw != sizes[0]:
             raise UserError(f"{f}: image is {hw[1]}x{hw[0]} but {names[0]}'s is {sizes[0][1]}x{sizes[0][0]} "
