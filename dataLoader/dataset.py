@@ -91,7 +91,7 @@ class VideoDataset:
         ndc = opts.ndc
         if ndc is None:
             ndc = is_forward_facing(self.rig)
-            log.info("rig views spread over %.0f deg: %s rays", view_spread_deg(self.rig),
+            log.info("rig views spread over %.0f deg: %s rays", view_spread_deg(self.rig.c2w),
                      "forward-facing NDC" if ndc else "bounded metric")
         if opts.scene_box:
             box = scene_aabb(opts.scene_box)

@@ -154,14 +154,6 @@ class TemporalMoments:
         return std.astype(np.float32)
 
 
-def temporal_std(frames: np.ndarray, blur_kernel: int) -> np.ndarray:
-    """uint8 [H, W, T, 3] -> float32 [H, W]: std over time, mean over channels, Gaussian blur."""
-    acc = TemporalMoments(frames.shape[:2])
-    for t in range(frames.shape[2]):
-        acc.add(frames[:, :, t])
-    return acc.std(blur_kernel)
-
-
 @contextmanager
 def _build_lock(path: Path):
     """Exclusive advisory lock (released by the OS if the process dies); a no-op without fcntl."""

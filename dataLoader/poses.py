@@ -123,16 +123,26 @@ def save_poses_bounds(path: str | Path, c2w, hwf, bounds, names=None) -> None:
         cams_file(path).write_text("".join(f"{n}\n" for n in names))
 
 
-def _normalize(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
+def unit(v: np.ndarray) -> np.ndarray:
+    """Vectors [..., 3] scaled to length 1 along the last axis."""
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def look_at(centre, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
+    """[3, 4] OpenGL c2w (det +1) of a camera at ``centre`` [3] looking at ``target`` [3]; ``up`` [3] is
+    the rough up direction."""
+    centre = np.asarray(centre, np.float64)
+    back = unit(centre - np.asarray(target, np.float64))
+    right = unit(np.cross(np.asarray(up, np.float64), back))
+    return np.stack([right, np.cross(back, right), back, centre], axis=1)
 
 
 def average_pose(c2w: np.ndarray) -> np.ndarray:
     """[K,3,4] -> [3,4] right-handed average frame (det +1): mean centre, mean back axis."""
     centre = c2w[:, :, 3].mean(0)
-    back = _normalize(c2w[:, :, 2].sum(0))
+    back = unit(c2w[:, :, 2].sum(0))
     up_hint = c2w[:, :, 1].sum(0)
-    right = _normalize(np.cross(up_hint, back))
+    right = unit(np.cross(up_hint, back))
     up = np.cross(back, right)
     return np.stack([right, up, back, centre], axis=1)
 
@@ -170,12 +180,14 @@ class SceneNormalization:
     def avg(self) -> np.ndarray:
         return np.asarray(self.avg_c2w, dtype=np.float64)
 
+    def apply_points(self, points: np.ndarray) -> np.ndarray:
+        """[..., 3] world points -> [..., 3] normalized-world points."""
+        return self.scale * (points - self.avg[:, 3]) @ self.avg[:, :3]
+
     def apply(self, c2w: np.ndarray) -> np.ndarray:
         """[K,3,4] world cameras -> [K,3,4] normalized cameras (rotation kept orthonormal)."""
-        rot_avg, c_avg = self.avg[:, :3], self.avg[:, 3]
-        rot = np.einsum("ji,kjl->kil", rot_avg, c2w[:, :, :3])
-        centre = self.scale * (c2w[:, :, 3] - c_avg) @ rot_avg
-        return np.concatenate([rot, centre[:, :, None]], axis=-1)
+        rot = np.einsum("ji,kjl->kil", self.avg[:, :3], c2w[:, :, :3])
+        return np.concatenate([rot, self.apply_points(c2w[:, :, 3])[:, :, None]], axis=-1)
 
     def unapply(self, c2w_norm: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`apply`: [K,3,4] normalized -> world."""

@@ -10,33 +10,46 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from dataLoader.poses import CameraRig, SceneNormalization
+from dataLoader.poses import CameraRig, SceneNormalization, unit
+from dataLoader.rays import pixel_directions
 from dataLoader.scene_points import scene_points
 
 NDC_BOX = (-1.5, -1.67, -1.0)  # default NDC aabb lower corner (upper = -lower)
 POINT_PERCENTILES = (1.0, 99.0)  # per-axis range of the sparse points kept in the box (drops stray points)
 
 
-def view_spread_deg(rig: CameraRig) -> float:
+def view_dirs(c2w: np.ndarray) -> np.ndarray:
+    """Unit viewing directions [K, 3] of cameras c2w [K, 3, 4] (OpenGL: they look down -z)."""
+    return unit(-np.asarray(c2w, dtype=np.float64)[:, :, 2])
+
+
+def view_angles_deg(c2w: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Angles [K] (degrees) between each camera's viewing direction and the unit ``direction`` [3]."""
+    return np.degrees(np.arccos(np.clip(view_dirs(c2w) @ direction, -1.0, 1.0)))
+
+
+def mean_view_dir(c2w: np.ndarray) -> np.ndarray:
+    """The rig's mean viewing direction [3] (unit)."""
+    return unit(view_dirs(c2w).sum(0))
+
+
+def view_spread_deg(c2w: np.ndarray) -> float:
     """Largest angle (degrees) between a camera's viewing direction and the rig's mean direction."""
-    fwd = -rig.c2w[:, :, 2]
-    mean = fwd.sum(0)
-    mean /= np.linalg.norm(mean)
-    cos = np.clip(fwd @ mean, -1.0, 1.0)
-    return float(np.degrees(np.arccos(cos)).max())
+    return float(view_angles_deg(c2w, mean_view_dir(c2w)).max())
 
 
 def is_forward_facing(rig: CameraRig, max_angle_deg: float = 30.0) -> bool:
     """True when every camera looks within ``max_angle_deg`` of the mean direction (NDC is valid)."""
-    return view_spread_deg(rig) <= max_angle_deg
+    return view_spread_deg(rig.c2w) <= max_angle_deg
 
 
 def frustum_points(c2w_norm: np.ndarray, hwf, near: np.ndarray, far: np.ndarray) -> np.ndarray:
     """Corners and centres of every camera frustum at its near and far depth -> [K*10, 3]."""
     h, w, f = hwf
-    corners = np.array([[0, 0], [w, 0], [0, h], [w, h], [w / 2, h / 2]], dtype=np.float64)
-    dirs = np.stack([(corners[:, 0] - w / 2) / f, -(corners[:, 1] - h / 2) / f, -np.ones(5)], -1)
+    corners = torch.tensor([[0, 0], [w, 0], [0, h], [w, h], [w / 2, h / 2]], dtype=torch.float64)
+    dirs = pixel_directions(int(h), int(w), float(f), corners).numpy()
     pts = []
     for c2w, n, fa in zip(c2w_norm, near, far):
         world_dirs = dirs @ c2w[:, :3].T
@@ -72,8 +85,7 @@ def bounded_scene_box(rig: CameraRig, norm: SceneNormalization, datadir: Path | 
     if found is None:
         return bounded_box(rig, norm), "camera frusta (poses_bounds.npy near/far)"
     pts, source = found
-    pts_norm = norm.scale * (pts - norm.avg[:, 3]) @ norm.avg[:, :3]
-    return points_box(pts_norm, norm.apply(rig.c2w)[:, :, 3]), f"{len(pts)} sparse points of {source}"
+    return points_box(norm.apply_points(pts), norm.apply(rig.c2w)[:, :, 3]), f"{len(pts)} sparse points of {source}"
 
 
 def min_near(rig: CameraRig, norm: SceneNormalization) -> float:

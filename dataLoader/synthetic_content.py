@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from dataLoader.poses import look_at
+
 TEXTURES = ("smooth", "detailed")
 # Detail octaves of the ``detailed`` texture: value-noise cell size (world units) and luminance amplitude.
 DETAIL_OCTAVES = ((0.05, 0.10), (0.1, 0.14), (0.2, 0.16), (0.4, 0.16), (0.8, 0.12))
@@ -157,16 +159,6 @@ class Scene:
 
 
 # ---------------------------------------------------------------------- cameras
-def look_at(centre, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """[3, 4] OpenGL c2w at ``centre`` looking at ``target`` (det +1)."""
-    centre = np.asarray(centre, np.float64)
-    back = centre - np.asarray(target, np.float64)
-    back /= np.linalg.norm(back)
-    right = np.cross(np.asarray(up, np.float64), back)
-    right /= np.linalg.norm(right)
-    return np.stack([right, np.cross(back, right), back, centre], axis=1)
-
-
 def focal_from_fov(width: int, fov_deg: float) -> float:
     """Focal length in pixels for a horizontal field of view."""
     return 0.5 * width / np.tan(np.deg2rad(fov_deg) / 2)

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dataLoader.errors import UserError
-from dataLoader.poses import save_poses_bounds
+from dataLoader.poses import look_at, save_poses_bounds
 from dataLoader.rays import pixel_directions
 from dataLoader.synthetic_content import (
     RIGS,
@@ -36,7 +36,6 @@ from dataLoader.synthetic_content import (
     Shape,
     Texture,
     focal_from_fov,
-    look_at,
     make_scene,
     static_cameras,
     video_cameras,

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from dataLoader.errors import UserError
-from dataLoader.poses import NEAR_FACTOR, SceneNormalization, average_pose
+from dataLoader.poses import NEAR_FACTOR, SceneNormalization, average_pose, look_at, unit
+from dataLoader.rig_geometry import view_dirs, view_spread_deg
 
 PATHS = ("spiral", "circle", "bullet_time", "orbit")
 
@@ -54,17 +55,6 @@ class CameraPath:
         return self.c2w.shape[0]
 
 
-def _normalize(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def look_at(centre: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """Camera at ``centre`` [3] looking at ``target`` [3] -> c2w [3, 4] (right-handed, det +1)."""
-    back = _normalize(centre - target)
-    right = _normalize(np.cross(up, back))
-    return np.stack([right, np.cross(back, right), back, centre], axis=1)
-
-
 def focus_depth(cameras: dict) -> float:
     """Normalized distance from the rig to the point the paths look at (see module doc)."""
     bounds = cameras.get("bounds")
@@ -79,7 +69,7 @@ def _rig_frame(cameras: dict):
     """-> (average pose [3, 4], up [3], camera centres in the average frame [K, 3])."""
     c2w = np.asarray(cameras["c2w"], dtype=np.float64)
     avg = average_pose(c2w)
-    up = _normalize(c2w[:, :, 1].sum(0))
+    up = unit(c2w[:, :, 1].sum(0))
     local = (c2w[:, :, 3] - avg[:, 3]) @ avg[:, :3]
     return avg, up, local
 
@@ -140,10 +130,8 @@ def convergence_point(cameras: dict, min_spread_deg: float = 5.0) -> np.ndarray:
     behind a camera is no convergence: the rig's focus point in front of the average pose is
     returned instead."""
     c2w = np.asarray(cameras["c2w"], dtype=np.float64)
-    fwd = _normalize(-c2w[:, :, 2])
-    mean = _normalize(fwd.sum(0))
-    spread = float(np.degrees(np.arccos(np.clip(fwd @ mean, -1.0, 1.0))).max())
-    if len(c2w) > 1 and spread >= min_spread_deg:
+    fwd = view_dirs(c2w)
+    if len(c2w) > 1 and view_spread_deg(c2w) >= min_spread_deg:
         proj = np.eye(3)[None] - fwd[:, :, None] * fwd[:, None, :]  # [K, 3, 3] off-axis projectors
         point = np.linalg.lstsq(proj.sum(0), np.einsum("kij,kj->i", proj, c2w[:, :, 3]), rcond=None)[0]
         if np.all(np.einsum("ki,ki->k", point - c2w[:, :, 3], fwd) > 0):
@@ -163,7 +151,7 @@ def _arc(azimuth: np.ndarray) -> tuple[float, float, bool]:
 def _ring_axis(c2w: np.ndarray) -> np.ndarray:
     """Vertical axis [3] of the orbit: the normal of the plane through the camera centres (oriented like
     the cameras' mean up), or the mean up itself when the centres span no plane or the plane stands upright."""
-    up = _normalize(c2w[:, :, 1].sum(0))
+    up = unit(c2w[:, :, 1].sum(0))
     centres = c2w[:, :, 3] - c2w[:, :, 3].mean(0)
     if len(centres) < 3:
         return up
@@ -184,7 +172,7 @@ def orbit_path(cameras: dict, n_views: int, frames: tuple[int, int]) -> CameraPa
     dist = np.linalg.norm(flat, axis=-1)
     if dist.max() < 1e-6:
         raise UserError("orbit path: the cameras sit on the vertical axis through the point they look at")
-    e1 = _normalize(flat[int(np.argmax(dist))])
+    e1 = unit(flat[int(np.argmax(dist))])
     e2 = np.cross(up, e1)
     start, span, full = _arc(np.arctan2(flat @ e2, flat @ e1))
     u = np.arange(n_views) / n_views

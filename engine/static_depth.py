@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataLoader.dataset import DataOptions, VideoDataset, check_rig_matches_cameras, rays_from_pose
+from dataLoader.dataset import DataOptions, VideoDataset, check_rig_matches_cameras
 from dataLoader.depth_files import DenseDepth, save_dense_depth
 from dataLoader.depth_space import ray_param_to_camera_z
 from dataLoader.errors import UserError
@@ -41,9 +41,9 @@ from dataLoader.frame_cache import (
     target_size,
 )
 from dataLoader.poses import CameraRig, SceneNormalization, load_poses_bounds
-from dataLoader.rays import camera_rays, pixel_directions
+from dataLoader.rig_geometry import mean_view_dir, view_angles_deg, view_spread_deg
 from engine.checkpoint import load_model
-from engine.render import chunk_size
+from engine.render import chunk_size, pose_rays
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -122,11 +122,6 @@ def load_static_model(ckpt: str | Path, device="cpu"):
     return model, norm, state
 
 
-def _view_dirs(c2w: np.ndarray) -> np.ndarray:
-    fwd = -c2w[:, :, 2]
-    return fwd / np.linalg.norm(fwd, axis=-1, keepdims=True)
-
-
 def check_rig_in_static_world(rig_c2w_world: np.ndarray, names, norm: SceneNormalization,
                               static_c2w_norm: np.ndarray, source: str, centre_tol: float = 0.5,
                               angle_tol_deg: float = 25.0) -> None:
@@ -142,10 +137,9 @@ def check_rig_in_static_world(rig_c2w_world: np.ndarray, names, norm: SceneNorma
     centres, lo, hi = video[:, :, 3], static[:, :, 3].min(0), static[:, :, 3].max(0)
     extent = max(float((hi - lo).max()), 1.0)
     outside = np.linalg.norm(np.maximum(lo - centres, 0) + np.maximum(centres - hi, 0), axis=-1) / extent
-    mean_dir = _view_dirs(static).sum(0)
-    mean_dir /= np.linalg.norm(mean_dir)
-    cone = float(np.degrees(np.arccos(np.clip(_view_dirs(static) @ mean_dir, -1, 1))).max())
-    angles = np.degrees(np.arccos(np.clip(_view_dirs(video) @ mean_dir, -1, 1)))
+    mean_dir = mean_view_dir(static)
+    cone = view_spread_deg(static)
+    angles = view_angles_deg(video, mean_dir)
     for k, name in enumerate(names):
         if outside[k] > centre_tol or (norm.ndc and centres[k, 2] <= -0.9):
             raise UserError(f"{source}: camera {name} sits {outside[k]:.1f} static-capture widths outside the "
@@ -180,7 +174,8 @@ def render_static_depth(model, c2w_norm: np.ndarray, h: int, w: int, focal: floa
     """
     if stat not in DEPTH_STATS:
         raise UserError(f"depth statistic must be one of {DEPTH_STATS}, got {stat!r}")
-    origins, dirs = rays_from_pose(c2w_norm, h, w, focal, norm)
+    rays = pose_rays(c2w_norm, h, w, focal, norm)
+    origins, dirs = rays["origins"], rays["dirs"]
     chunk = chunk_size(model)
     parts: dict[str, list] = {"t": [], "acc": [], "q25": [], "q75": []}
     for i in range(0, origins.shape[0], chunk):
@@ -192,10 +187,9 @@ def render_static_depth(model, c2w_norm: np.ndarray, h: int, w: int, focal: floa
                          ("q75", weight_quantile(wts, tt, dt, 0.75))):
             parts[key].append(val.cpu().double())
     res = {k: torch.cat(v) for k, v in parts.items()}
-    wo, wd = camera_rays(torch.as_tensor(c2w_norm, dtype=torch.float64), pixel_directions(h, w, focal))
 
     def to_z(t):
-        return ray_param_to_camera_z(t, wo, wd, norm).numpy().reshape(h, w)
+        return ray_param_to_camera_z(t, rays["cam_o"], rays["cam_d"], norm).numpy().reshape(h, w)
 
     z = to_z(res["t"])
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -21,7 +21,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -261,9 +260,3 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-
-
-def dynamic_fraction(data: VideoDataset, threshold: float) -> float:
-    """Fraction of training pixels labelled dynamic (for logging)."""
-    std = data.cache.std[np.asarray(data.train_idx)]
-    return float((std > threshold).mean())

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dataLoader.errors import UserError
+from dataLoader.frame_cache import target_size
 from engine.checkpoint import load_model
 from engine.evaluate import evaluate_run, write_metrics
 from engine.paths import PATHS, CameraPath, load_path_file, make_path
@@ -106,7 +107,7 @@ class VideoRequest:
 
 
 def _scaled(h: int, w: int, focal: float, downsample: float) -> tuple[int, int, float]:
-    h2, w2 = max(1, round(h / downsample)), max(1, round(w / downsample))
+    h2, w2 = target_size((h, w), downsample)
     return h2, w2, focal * w2 / w
 
 

@@ -14,9 +14,9 @@ Only static density is used (no colour, no time heads); rays come from the train
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from models import volume_rendering as vr
+from models.alpha_mask import dilate_and_threshold
 from models.types import RayBatch
 
 
@@ -53,5 +53,4 @@ def seen_grid(model, origins: torch.Tensor, dirs: torch.Tensor, resolution: list
         inside = ((xyz >= model.aabb[0]) & (xyz <= model.aabb[1])).all(-1) & (trans > min_transmittance)
         if inside.any():
             seen[voxel_index(xyz[inside], model.aabb, resolution)] = True
-    grid = seen.view(1, 1, rz, ry, rx).float()
-    return F.max_pool3d(grid, kernel_size=3, stride=1, padding=1)[0, 0] > 0
+    return dilate_and_threshold(seen.view(rz, ry, rx).float(), 0.0)

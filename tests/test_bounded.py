@@ -128,7 +128,7 @@ def test_rig_kind_is_detected_and_explicit_ndc_ray_wins(tiny_scene, inward_scene
         fwd = VideoDataset(DataOptions(tiny_scene))
         inward = VideoDataset(DataOptions(inward_scene))
     assert fwd.normalization.ndc and fwd.near_far == (0.0, 1.0)
-    assert view_spread_deg(fwd.rig) < 30 < view_spread_deg(inward.rig)
+    assert view_spread_deg(fwd.rig.c2w) < 30 < view_spread_deg(inward.rig.c2w)
     assert not inward.normalization.ndc and inward.near_far[1] == float("inf")
     assert "forward-facing NDC" in caplog.text and "bounded metric" in caplog.text
     assert not VideoDataset(DataOptions(tiny_scene, ndc=False)).normalization.ndc
