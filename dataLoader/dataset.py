@@ -37,6 +37,14 @@ class DataOptions:
     std_blur_kernel: int = 0  # 0: auto
 
 
+def check_aspect(rig: CameraRig, hw: tuple[int, int], poses_path: Path) -> None:
+    """UserError when the frames' aspect ratio differs from the poses file's intrinsics by over 1 %."""
+    ph, pw, _ = rig.hwf
+    if abs(hw[1] / hw[0] - pw / ph) > 0.01 * pw / ph:
+        raise UserError(f"{poses_path}: pose intrinsics are {pw:.0f}x{ph:.0f} but frames are "
+                        f"{hw[1]}x{hw[0]} (different aspect ratio)")
+
+
 def check_rig_matches_cameras(rig: CameraRig, cam_names: tuple[str, ...], poses_path: Path) -> None:
     if len(rig) != len(cam_names):
         raise UserError(f"{poses_path}: {len(rig)} pose rows but {len(cam_names)} camera folders "
@@ -68,13 +76,13 @@ class VideoDataset:
         self.rig = load_poses_bounds(poses_path)
         src = scan_frames(datadir, opts.frame_start, opts.n_frames)
         check_rig_matches_cameras(self.rig, src.cam_names, poses_path)
-        self._check_aspect(src.hw, poses_path)
+        check_aspect(self.rig, src.hw, poses_path)
         self.cam_names = src.cam_names
         blur = opts.std_blur_kernel or auto_blur_kernel(target_size(src.hw, opts.downsample)[1])
         self.cache = FrameCache.open(build_cache(datadir, src, opts.downsample, blur))
         self.h, self.w = self.cache.meta["hw"]
         self.n_frames = self.cache.meta["n_frames"]
-        own = self._normalization(opts)
+        own = self._normalization(opts, find_box=normalization is None)  # a given one brings its own box
         if normalization is not None:
             normalization.require_same_world(own, str(poses_path))
         self.normalization = normalization or own
@@ -87,13 +95,16 @@ class VideoDataset:
         self.train_origins = torch.cat(origins)
         self.train_dirs = torch.cat(dirs)
 
-    def _normalization(self, opts: DataOptions) -> SceneNormalization:
+    def _normalization(self, opts: DataOptions, find_box: bool = True) -> SceneNormalization:
+        """The scene's own normalization; without ``find_box`` its aabb is left empty (world checks ignore it)."""
         ndc = opts.ndc
         if ndc is None:
             ndc = is_forward_facing(self.rig)
             log.info("rig views spread over %.0f deg: %s rays", view_spread_deg(self.rig.c2w),
                      "forward-facing NDC" if ndc else "bounded metric")
-        if opts.scene_box:
+        if not find_box:
+            box = np.zeros((2, 3))
+        elif opts.scene_box:
             box = scene_aabb(opts.scene_box)
         elif ndc:
             box = scene_aabb(NDC_BOX)
@@ -110,12 +121,6 @@ class VideoDataset:
         if self.normalization.ndc:
             return 0.0, 1.0
         return min_near(self.rig, self.normalization), float("inf")
-
-    def _check_aspect(self, hw, poses_path: Path) -> None:
-        ph, pw, _ = self.rig.hwf
-        if abs(hw[1] / hw[0] - pw / ph) > 0.01 * pw / ph:
-            raise UserError(f"{poses_path}: pose intrinsics are {pw:.0f}x{ph:.0f} but frames are "
-                            f"{hw[1]}x{hw[0]} (different aspect ratio)")
 
     def _check_test_cams(self, test_cams) -> list[int]:
         bad = [k for k in test_cams if not 0 <= k < len(self.cam_names)]

@@ -49,6 +49,16 @@ class SparseDepth:
     cam_names: list[str]
     hw: tuple[int, int]
 
+    def check_cameras(self, path: Path, scene_cams) -> None:
+        """UserError naming the file when it holds cameras the scene does not have."""
+        unknown = sorted(set(self.cam_names) - set(scene_cams))
+        if unknown:
+            raise UserError(f"{path}: cameras {unknown} are not in the scene ({list(scene_cams)})")
+
+    def pixel_xy(self, hw: tuple[int, int]) -> np.ndarray:
+        """Keypoint pixel coordinates [M, 2] (x, y) rescaled from the table's size to an H x W image."""
+        return np.stack([self.x * hw[1] / self.hw[1], self.y * hw[0] / self.hw[0]], -1)
+
 
 def _open_npz(path: Path, keys: tuple[str, ...]) -> dict:
     if not path.is_file():
@@ -63,15 +73,21 @@ def _open_npz(path: Path, keys: tuple[str, ...]) -> dict:
         raise UserError(f"{path}: unreadable depth file ({exc})") from None
 
 
-def save_dense_depth(path: Path, d: DenseDepth) -> None:
-    """Write atomically (temp file + rename)."""
+def _save_npz_atomic(path: Path, compressed: bool = False, **arrays) -> None:
+    """Write ``path`` (.npz) through a per-process temp file and a rename, creating its folder."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez_compressed(tmp, depth=d.depth.astype(np.float32), mask=d.mask.astype(bool),
-                        weight=d.weight.astype(np.float32), cam_names=np.asarray(d.cam_names),
-                        hw=np.asarray(d.hw, dtype=np.int64), c2w=np.asarray(d.c2w, dtype=np.float64),
-                        normalization=np.asarray(json.dumps(d.normalization)))
+    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
     tmp.replace(path)
+
+
+def save_dense_depth(path: Path, d: DenseDepth) -> None:
+    """Write ``all_depth.npz`` atomically (temp file + rename)."""
+    _save_npz_atomic(path, compressed=True, depth=d.depth.astype(np.float32), mask=d.mask.astype(bool),
+                     weight=d.weight.astype(np.float32), cam_names=np.asarray(d.cam_names),
+                     hw=np.asarray(d.hw, dtype=np.int64), c2w=np.asarray(d.c2w, dtype=np.float64),
+                     normalization=np.asarray(json.dumps(d.normalization)))
 
 
 def load_dense_depth(path: Path) -> DenseDepth:
@@ -105,7 +121,4 @@ def save_depth_table(path: str | Path, table: dict[str, np.ndarray]) -> None:
 
     Read it with :func:`load_sparse_depth`.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **table)
-    tmp.replace(path)
+    _save_npz_atomic(path, **table)

@@ -33,12 +33,10 @@ SPARSE_MODEL = Path("sparse") / "0"
 def depth_table_points(path: Path, rig: CameraRig, cam_names) -> np.ndarray:
     """Keypoints of ``colmap_depth.npz`` lifted to world points [M, 3] with the rig's cameras."""
     sp = load_sparse_depth(path)
-    unknown = sorted(set(sp.cam_names) - set(cam_names))
-    if unknown:
-        raise UserError(f"{path}: cameras {unknown} are not in the scene ({list(cam_names)})")
+    sp.check_cameras(path, cam_names)
     h, w, f = rig.hwf
     row = np.asarray([list(cam_names).index(n) for n in sp.cam_names], dtype=np.int64)[sp.cam_index]
-    xy = np.stack([sp.x * w / sp.hw[1], sp.y * h / sp.hw[0]], -1)
+    xy = sp.pixel_xy((int(h), int(w)))
     dirs_cam = pixel_directions(int(h), int(w), float(f), torch.from_numpy(xy)).numpy()
     c2w = rig.c2w[row]
     dirs = np.einsum("mij,mj->mi", c2w[:, :, :3], dirs_cam)

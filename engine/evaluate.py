@@ -22,15 +22,8 @@ import cv2
 import numpy as np
 
 from dataLoader.video_io import to_uint8
-from engine.metrics import (
-    depth_metrics_from_sums,
-    depth_sums,
-    optional_metrics,
-    per_frame_mse,
-    per_frame_ssim,
-    video_summary,
-)
-from engine.render import DEFAULT_BUFFER_BYTES, iter_camera_frames, render_static_maps
+from engine.metrics import depth_metrics_from_sums, depth_sums, frame_mse_ssim, optional_metrics, video_summary
+from engine.render import DEFAULT_BUFFER_BYTES, iter_camera_frames
 from engine.report import CameraEvaluation, chosen_frames, save_camera_pictures, write_report
 from engine.visualize import plot_per_frame, plot_training_curves
 
@@ -109,11 +102,10 @@ def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture
     gt_depth = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, n_t, (h, w))
     rgb8 = np.empty_like(gt)
     mse, frame_ssim, sums = np.zeros(n_t), np.zeros(n_t), np.zeros((n_t, 4))
-    pictures = {}
+    pictures, statics = {}, {}
     for t, rgb, depth in iter_camera_frames(model, data.c2w[k], h, w, data.focal, data.normalization, device,
-                                            range(n_t), max_buffer_bytes, progress=False):
-        mse[t] = per_frame_mse(rgb[None], gt[t:t + 1], device)[0]
-        frame_ssim[t] = per_frame_ssim(rgb[None], gt[t:t + 1], [0], device)[0]
+                                            range(n_t), max_buffer_bytes, progress=False, statics=statics):
+        mse[t], frame_ssim[t] = frame_mse_ssim(rgb, gt[t], device)
         rgb8[t] = to_uint8(rgb)
         if gt_depth is not None:
             sums[t] = depth_sums(depth, gt_depth[t])
@@ -121,14 +113,13 @@ def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture
             pictures[t] = (rgb, depth)
     metrics = video_summary(mse, frame_ssim, np.arange(n_t))
     metrics["optional"] = optional_metrics(rgb8, gt, fps=fps)
-    static_rgb, dynamic = render_static_maps(model, data.c2w[k], h, w, data.focal, data.normalization, device)
-    metrics["dynamic_pixel_fraction"] = float(dynamic.mean())
+    metrics["dynamic_pixel_fraction"] = float(statics["dynamic"].mean())
     if gt_depth is not None:
         metrics["depth"] = depth_metrics_from_sums(sums.sum(0))
         metrics["per_frame"]["depth_abs_rel"] = [depth_metrics_from_sums(s).get("abs_rel") for s in sums]
     else:
         metrics["depth"] = {"available": False, "reason": f"no gt_depth/{cam}.npy in the scene"}
-    return metrics, CameraEvaluation(rgb8, gt, gt_depth, pictures, static_rgb)
+    return metrics, CameraEvaluation(rgb8, gt, gt_depth, pictures, statics["static_rgb"])
 
 
 def train_camera_depth(model, data, device) -> dict:

@@ -128,6 +128,14 @@ def ssim(pred, gt, data_range: float = 1.0) -> float:
     return float(ssim_batch(p[None], _as_tensor(gt, p.device)[None], data_range)[0])
 
 
+def frame_mse_ssim(pred, gt, device=None) -> tuple[float, float]:
+    """One frame pred, gt [H,W,3] -> (MSE, SSIM), both from a single copy of each image on the device."""
+    _check_pair(pred, gt, 3, "frame_mse_ssim")
+    p = _as_tensor(pred, device)[None]
+    g = _as_tensor(gt, p.device)[None]
+    return float((p.double() - g.double()).square().mean()), float(ssim_batch(p, g)[0])
+
+
 def dssim(ssim_value: float) -> dict:
     """Both DSSIM conventions: dssim1 = 1 - SSIM, dssim2 = (1 - SSIM) / 2."""
     return {"dssim1": 1.0 - ssim_value, "dssim2": (1.0 - ssim_value) / 2.0}

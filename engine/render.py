@@ -110,14 +110,6 @@ def render_pose(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm:
     )
 
 
-def render_static_maps(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization,
-                       device) -> tuple[np.ndarray, np.ndarray]:
-    """static_rgb float32 [H, W, 3] and the dynamic-ray mask bool [H, W] of a pose (one frame kept per ray)."""
-    rays = pose_rays(c2w_norm, h, w, focal, norm)
-    out = render_rays(model, rays["origins"], rays["dirs"], device, frames=torch.zeros(1, dtype=torch.long))
-    return out["static_rgb"].view(h, w, 3).numpy(), out["dynamic"].view(h, w).numpy()
-
-
 def frame_chunks(frames: Sequence[int], h: int, w: int, max_buffer_bytes: int) -> list[list[int]]:
     """Split frame indices so that [F, H, W, 4] float32 (rgb + depth) stays under the budget."""
     per_frame = h * w * 4 * 4
@@ -127,12 +119,14 @@ def frame_chunks(frames: Sequence[int], h: int, w: int, max_buffer_bytes: int) -
 
 def iter_camera_frames(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization,
                        device, frames: Sequence[int], max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-                       progress: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                       progress: bool = True, statics: dict | None = None
+                       ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (t, rgb float32 [H, W, 3], depth float32 [H, W] world-unit z) for each t in ``frames``.
 
     Rows are rendered in blocks of about one ray chunk; when the selected frames do not fit
     ``max_buffer_bytes`` they are split into frame chunks and every ray is rendered once per chunk
-    (memory traded for time)."""
+    (memory traded for time). ``statics``, when given, receives the frame-independent maps of the
+    first chunk: "static_rgb" float32 [H, W, 3] and "dynamic" bool [H, W]."""
     rays = pose_rays(c2w_norm, h, w, focal, norm)
     rows = max(1, chunk_size(model) // w)
     blocks = [slice(r * w, min(r + rows, h) * w) for r in range(0, h, rows)]
@@ -143,11 +137,21 @@ def iter_camera_frames(model, c2w_norm: np.ndarray, h: int, w: int, focal: float
             rgb = np.empty((h * w, len(sel), 3), np.float32)
             depth = np.empty((h * w, len(sel)), np.float32)
             idx = torch.as_tensor([t if model_frames(model) > 1 else 0 for t in sel], dtype=torch.long)
+            keep = statics is not None and not statics
+            if keep:
+                statics["static_rgb"] = np.empty((h * w, 3), np.float32)
+                statics["dynamic"] = np.empty(h * w, bool)
             for sl in blocks:
                 out = render_rays(model, rays["origins"][sl], rays["dirs"][sl], device, frames=idx)
                 rgb[sl] = out["rgb"].numpy()
                 depth[sl] = _to_camera_z(out["depth"], rays, sl, norm).numpy()
+                if keep:
+                    statics["static_rgb"][sl] = out["static_rgb"].numpy()
+                    statics["dynamic"][sl] = out["dynamic"].numpy()
                 bar.update()
+            if keep:
+                statics["static_rgb"] = statics["static_rgb"].reshape(h, w, 3)
+                statics["dynamic"] = statics["dynamic"].reshape(h, w)
             for j, t in enumerate(sel):
                 yield t, rgb[:, j].reshape(h, w, 3), depth[:, j].reshape(h, w)
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataLoader.dataset import DataOptions, VideoDataset, check_rig_matches_cameras
+from dataLoader.dataset import check_aspect, check_rig_matches_cameras
 from dataLoader.depth_files import DenseDepth, save_dense_depth
 from dataLoader.depth_space import ray_param_to_camera_z
 from dataLoader.errors import UserError
@@ -93,6 +93,7 @@ def validate_static_capture(datadir: str | Path) -> tuple[list[str], tuple[int, 
     poses = datadir / "poses_bounds.npy"
     rig = load_poses_bounds(poses)
     check_rig_matches_cameras(rig, tuple(names), poses)
+    check_aspect(rig, sizes[0], poses)
     return names, sizes[0], rig
 
 
@@ -104,9 +105,8 @@ def prepare_static_capture(datadir: str | Path, downsample: float = 1.0) -> Stat
         raise UserError(f"--downsample must be positive, got {downsample}")
     src = scan_frames(datadir)
     cache_hw = target_size(src.hw, float(downsample))
+    # the cache train.py --datadir D --static_only 1 opens: the same key (same files, size and blur)
     cache_dir = build_cache(datadir, src, float(downsample), auto_blur_kernel(cache_hw[1]))
-    # What train.py --datadir D --static_only 1 reads: the same cache (same key), rig checked against it.
-    VideoDataset(DataOptions(datadir=datadir, downsample=float(downsample), test_cams=()))
     return StaticCapture(datadir, tuple(names), hw, cache_hw, cache_dir)
 
 

@@ -118,10 +118,8 @@ class SparseDepthSupervision:
         self.cfg, self.device = cfg, device
         path = _resolve(cfg.datadir, cfg.colmap_depth_path)
         sp = load_sparse_depth(path)
-        unknown = sorted(set(sp.cam_names) - set(data.cam_names))
-        if unknown:
-            raise UserError(f"{path}: cameras {unknown} are not in the scene ({list(data.cam_names)})")
-        sx, sy = data.w / sp.hw[1], data.h / sp.hw[0]
+        sp.check_cameras(path, data.cam_names)
+        xy_all = sp.pixel_xy((data.h, data.w))
         std = data.cache.std
         mean_err = max(float(sp.reproj_error.mean()), 1e-6) if len(sp.reproj_error) else 1.0
         parts = []
@@ -130,7 +128,7 @@ class SparseDepthSupervision:
             if name not in sp.cam_names:
                 continue
             sel = sp.cam_index == sp.cam_names.index(name)
-            xy = np.stack([sp.x[sel] * sx, sp.y[sel] * sy], -1)
+            xy = xy_all[sel]
             px = np.clip(xy.astype(int), 0, [data.w - 1, data.h - 1])
             static = std[k, px[:, 1], px[:, 0]] <= cfg.temporal_variance_threshold
             rel = cfg.depth_sigma * (1 + sp.reproj_error[sel] / mean_err)
@@ -138,7 +136,8 @@ class SparseDepthSupervision:
             parts.append((o, d, t, s, torch.from_numpy(sp.weight[sel][static]).float()))
         if not parts or sum(len(p[2]) for p in parts) == 0:
             raise UserError(f"{path}: no keypoints on static pixels of the training cameras")
-        self.origins, self.dirs, self.t, self.sigma, self.weight = (torch.cat(x) for x in zip(*parts))
+        # moved to the device once: each iteration only indexes them there
+        self.origins, self.dirs, self.t, self.sigma, self.weight = (torch.cat(x).to(device) for x in zip(*parts))
         n_batch = max(1, int(cfg.batch_size * cfg.depth_batch_fraction))
         self.sampler = EpochSampler(len(self.t), n_batch, cfg.seed + 2)
         log.info("COLMAP depth: %s, %d keypoints on static pixels of %d training cameras", path, len(self.t),
@@ -154,11 +153,10 @@ class SparseDepthSupervision:
         return batch
 
     def loss_terms(self, model, batch: RayBatch, out, label: torch.Tensor, step: int) -> dict:
-        i = torch.from_numpy(self.sampler.next())
-        rays = RayBatch(self.origins[i], self.dirs[i]).to(self.device)
+        i = torch.from_numpy(self.sampler.next()).to(self.device)
+        rays = RayBatch(self.origins[i], self.dirs[i])
         kp = model(rays, jitter=True, ray_dynamic=torch.zeros(len(i), dtype=torch.bool, device=self.device))
-        dev = self.device
-        loss = _depth_loss(self.cfg, kp, self.t[i].to(dev), self.sigma[i].to(dev), self.weight[i].to(dev))
+        loss = _depth_loss(self.cfg, kp, self.t[i], self.sigma[i], self.weight[i])
         return {"depth": depth_weight_at(self.cfg, step) * loss}
 
 

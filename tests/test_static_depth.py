@@ -15,6 +15,7 @@ from conftest import tiny_config
 import opt
 import prepare_static
 import static_model2depth
+from dataLoader.dataset import DataOptions, VideoDataset
 from dataLoader.depth_files import DenseDepth, load_dense_depth, save_dense_depth
 from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization, load_poses_bounds, save_poses_bounds
@@ -100,6 +101,8 @@ def test_prepare_static_writes_only_a_t1_cache_inside_the_capture(static_copy, c
     assert new and all(static_copy / "cache" in p.parents or p == static_copy / "cache" for p in new)
     frames = np.load(next((static_copy / "cache").glob("*/frames.npy")))
     assert frames.shape == (4, 24, 32, 1, 3)  # one frame per camera, no copies
+    VideoDataset(DataOptions(static_copy, test_cams=()))  # what train.py --datadir D opens ...
+    assert len(list((static_copy / "cache").iterdir())) == 1  # ... is the cache prepare_static built
 
 
 def test_prepare_static_allows_gaps_and_any_file_name(static_copy, capsys):
