@@ -169,15 +169,15 @@ def run_sfm(groups: Sequence[ImageGroup], workspace: Path,
     with _colmap_log_level():
         maps = _sfm_stages(groups, workspace, options)
     names = [n for g in groups for n in g.names]
+    folders = ", ".join(sorted({str(Path(p).parent.parent) for g in groups for p in g.paths}))
     if not maps:
-        folders = sorted({str(Path(p).parent.parent) for g in groups for p in g.paths})
-        raise UserError(f"{', '.join(folders)}: SfM built no model from {len(names)} images (too little "
+        raise UserError(f"{folders}: SfM built no model from {len(names)} images (too little "
                         "texture or overlap?); not registered: " + ", ".join(names))
     rec = max(maps.values(), key=lambda r: r.num_reg_images())
     registered = {im.name for im in rec.images.values() if im.has_pose}
     missing = [n for n in names if n not in registered]
     if missing:
-        raise UserError(f"SfM registered {len(names) - len(missing)} of {len(names)} images; "
+        raise UserError(f"{folders}: SfM registered {len(names) - len(missing)} of {len(names)} images; "
                         f"not registered: {', '.join(missing)}")
     log.info("SfM: %s", rec.summary().replace("\n", " ").replace("\t", ""))
     return rec

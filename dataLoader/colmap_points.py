@@ -54,13 +54,14 @@ def camera_z(w2c: np.ndarray, obs: Observations) -> np.ndarray:
 
 
 def bounds_from_depths(z: np.ndarray, image_index: np.ndarray, k: int, names: Sequence[str],
-                       percentiles: tuple[float, float] = BOUNDS_PERCENTILES) -> np.ndarray:
+                       percentiles: tuple[float, float] = BOUNDS_PERCENTILES, source: str = "model") -> np.ndarray:
     """[K, 2] near/far per camera: percentiles of its visible points' positive camera z."""
     out = np.zeros((k, 2))
     for i in range(k):
         zi = z[(image_index == i) & (z > 0)]
         if zi.size < 2:
-            raise UserError(f"camera {names[i]}: only {zi.size} 3D points in front of it; cannot set near/far")
+            raise UserError(f"{source}: camera {names[i]} has only {zi.size} 3D points in front of it; "
+                            "cannot set its near/far bounds")
         out[i] = np.percentile(zi, percentiles)
     return out
 
@@ -131,7 +132,7 @@ def rig_poses(rec: pycolmap.Reconstruction, cams: Sequence[str], prefix: str = "
     ids = image_ids_for_cameras(rec, cams, prefix, source)
     w2c = model_w2c(rec, ids)
     obs = observations(rec, ids)
-    bounds = bounds_from_depths(camera_z(w2c, obs), obs.image_index, len(ids), cams)
+    bounds = bounds_from_depths(camera_z(w2c, obs), obs.image_index, len(ids), cams, source=source)
     hwf = shared_intrinsics([rec.cameras[rec.images[i].camera_id] for i in ids],
                             allow_average=allow_average, source=source)
     return RigPoses(tuple(cams), opencv_w2c_to_opengl_c2w(w2c), hwf, bounds)

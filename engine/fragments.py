@@ -200,7 +200,8 @@ def stitch_videos(videos: list[Path], out: Path) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             part.unlink(missing_ok=True)
-            raise UserError(f"{out}: ffmpeg could not join the fragment videos ({proc.stderr.strip()[-200:]})")
+            detail = " ".join(proc.stderr.split())[-200:]  # one line, whatever ffmpeg printed
+            raise UserError(f"{out}: ffmpeg could not join the fragment videos ({detail})")
         part.replace(out)
 
 

@@ -124,7 +124,10 @@ def _path_for(req: VideoRequest, cams: dict, norm, n_t: int, frames: tuple[int, 
         name = f"path_bullet_time_t{req.freeze_frame:04d}"
     else:
         name = f"path_{req.path}" + ("" if frames == (0, n_t) else f"_f{frames[0]:04d}-{frames[1] - 1:04d}")
-    return make_path(req.path, cams, req.n_views, frames, req.freeze_frame), name
+    try:
+        return make_path(req.path, cams, req.n_views, frames, req.freeze_frame), name
+    except UserError as exc:
+        raise UserError(f"{req.ckpt}: {exc}") from None
 
 
 def render_video(req: VideoRequest) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 import colmap2depth
 import imgs2poses
+from bench import sfm_accuracy
 from dataLoader import colmap
 from dataLoader.depth_files import load_sparse_depth
 from dataLoader.errors import UserError
@@ -275,7 +276,7 @@ def quarter(tmp_path: Path) -> Path:
 
 @needs_fixture
 def test_sfm_on_real_images_matches_reference_model(quarter: Path):
-    bench = pytest.importorskip("bench.sfm_accuracy")
+    bench = sfm_accuracy
     imgs2poses.main([str(quarter)])
     est = load_poses_bounds(quarter / "poses_bounds.npy")
     assert est.names == tuple(NUMERIC_ORDER) and est.hwf[:2] == (507, 676)
@@ -305,7 +306,7 @@ def test_sfm_on_synthetic_scene_matches_ground_truth(tmp_path: Path):
     tried (``bench.sfm_accuracy.SMALLEST_RELIABLE``, found with its ``--seeds`` sweep), with the
     true focal as a fixed prior. One frame per camera, 7 cameras.
     """
-    bench = pytest.importorskip("bench.sfm_accuracy")
+    bench = sfm_accuracy
     width, height = bench.SMALLEST_RELIABLE
     bench.write_variant(tmp_path / "scene", width, height, texture="detailed")
     result = bench.run_variant(tmp_path / "scene", focal_prior=True)
@@ -319,7 +320,7 @@ def test_sfm_on_synthetic_scene_matches_ground_truth(tmp_path: Path):
 @pytest.mark.slow
 def test_sfm_registers_static_capture_in_the_same_world(tmp_path: Path):
     """--static_dir: one SfM run; the static poses file fits GT under the *video* rig's similarity."""
-    bench = pytest.importorskip("bench.sfm_accuracy")
+    bench = sfm_accuracy
     width, height = bench.SMALLEST_RELIABLE
     bench.write_variant(tmp_path / "scene", width, height, texture="detailed", n_static=6)
     result = bench.run_variant(tmp_path / "scene", focal_prior=True, static=True)
@@ -332,7 +333,7 @@ def test_sfm_registers_static_capture_in_the_same_world(tmp_path: Path):
 
 
 def test_similarity_alignment_recovers_known_transform():
-    bench = pytest.importorskip("bench.sfm_accuracy")
+    bench = sfm_accuracy
     rng = np.random.default_rng(0)
 
     def rotation():
