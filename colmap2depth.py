@@ -68,10 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or datadir / "colmap_depth.npz")
     rig = load_poses_bounds(poses)
     names = _camera_names(datadir, poses, len(rig), rig.names)
-    rec = colmap.read_model(sparse)
-    ids = colmap.image_ids_for_cameras(rec, names, args.image_prefix, source=str(sparse))
-    colmap.check_same_world(rig.c2w, colmap.model_c2w(rec, ids), names, float(rig.bounds[:, 0].min()),
-                            source=f"{poses} vs {sparse}")
+    rec, ids = colmap.read_model_in_world(sparse, rig.c2w, float(rig.bounds[:, 0].min()), names,
+                                          args.image_prefix, source=f"{poses} vs {sparse}")
     table = keypoint_depth_table(rec, ids, names, rig.hwf, rig.bounds)
     if len(table["depth"]) == 0:
         raise UserError(f"{sparse}: no 3D point lies inside the [near, far] bounds of {poses}")

@@ -32,7 +32,7 @@ import pycolmap
 from tqdm import tqdm
 
 from dataLoader.errors import UserError
-from dataLoader.frame_cache import IMAGE_SUFFIXES, image_size, list_cameras
+from dataLoader.frame_cache import image_files, image_size, list_cameras
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,6 @@ FOCAL_REL_TOL = 0.01  # cameras within 1% of each other may be merged into one s
 def natural_key(name: str) -> tuple:
     """Numeric-aware sort key: ``"2.jpg" < "10.jpg"``."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files of ``folder`` sorted as strings, as the dataset's frame scan lists them."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def camera_folders(datadir: Path) -> list[Path]:
@@ -318,6 +312,16 @@ def check_same_world(c2w_file: np.ndarray, c2w_model: np.ndarray, names: Sequenc
     if bad:
         raise UserError(f"{source}: poses disagree with the COLMAP model (not the same world) for "
                         f"camera(s) {', '.join(bad)}; rerun imgs2poses.py or pass the matching --sparse_dir")
+
+
+def read_model_in_world(sparse_dir: str | Path, c2w: np.ndarray, near: float, cams: Sequence[str],
+                        prefix: str = "", source: str | None = None) -> tuple[pycolmap.Reconstruction, list[int]]:
+    """(model, image ids of ``cams``) of the model at ``sparse_dir``, after checking that those images sit at
+    the OpenGL world poses c2w [K, 3, 4] (``near``: the rig's smallest near bound, for the tolerance)."""
+    rec = read_model(sparse_dir)
+    ids = image_ids_for_cameras(rec, list(cams), prefix, source=str(sparse_dir))
+    check_same_world(c2w, model_c2w(rec, ids), list(cams), near, source or str(sparse_dir))
+    return rec, ids
 
 
 # ----------------------------------------------------------------------------- writing

@@ -50,6 +50,12 @@ class FrameSource:
     hw: tuple[int, int]
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Image files of ``folder`` (png/jpg, no hidden files) sorted as strings: the frame order everywhere."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
 def list_cameras(datadir: Path) -> list[Path]:
     frames = datadir / "frames"
     if not frames.is_dir():
@@ -72,7 +78,7 @@ def image_size(path: Path) -> tuple[int, int]:
 def scan_frames(datadir: Path, frame_start: int = 0, n_frames: int = -1) -> FrameSource:
     """Validate ``frames/camXX/*`` and select [frame_start, frame_start + n_frames) of every camera."""
     cams = list_cameras(datadir)
-    all_files = [sorted(p for p in c.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for c in cams]
+    all_files = [image_files(c) for c in cams]
     counts = {c.name: len(f) for c, f in zip(cams, all_files)}
     if len(set(counts.values())) != 1:
         raise UserError(f"{datadir / 'frames'}: cameras have different frame counts {counts}")

@@ -48,10 +48,7 @@ def model_points(sparse_dir: Path, rig: CameraRig, cam_names) -> np.ndarray:
     """``points3D`` [M, 3] of a COLMAP model whose cameras agree with the rig (UserError otherwise)."""
     from dataLoader import colmap  # pycolmap is only needed when a model is present
 
-    rec = colmap.read_model(sparse_dir)
-    ids = colmap.image_ids_for_cameras(rec, list(cam_names), source=str(sparse_dir))
-    colmap.check_same_world(rig.c2w, colmap.model_c2w(rec, ids), list(cam_names), float(rig.bounds[:, 0].min()),
-                            str(sparse_dir))
+    rec, _ = colmap.read_model_in_world(sparse_dir, rig.c2w, float(rig.bounds[:, 0].min()), cam_names)
     return np.asarray([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)
 
 

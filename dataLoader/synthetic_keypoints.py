@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dataLoader.frame_cache import IMAGE_SUFFIXES
+from dataLoader.frame_cache import image_files
 
 
 def gt_keypoint_table(scene: Path, cam_names: list[str], hw: tuple[int, int], n_per_cam: int = 200,
@@ -24,8 +24,7 @@ def gt_keypoint_table(scene: Path, cam_names: list[str], hw: tuple[int, int], n_
     fast = cv2.FastFeatureDetector_create(threshold=10)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("cam_index", "x", "y", "depth", "reproj_error")}
     for ci, name in enumerate(cam_names):
-        first = min(p for p in (scene / "frames" / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        img = cv2.imread(str(first), cv2.IMREAD_GRAYSCALE)
+        img = cv2.imread(str(image_files(scene / "frames" / name)[0]), cv2.IMREAD_GRAYSCALE)
         gt = np.load(scene / "gt_depth" / f"{name}.npy")
         static = np.ptp(gt, axis=0) < 1e-5
         kps = sorted(fast.detect(img), key=lambda k: -k.response)

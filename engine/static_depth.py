@@ -35,6 +35,7 @@ from dataLoader.frame_cache import (
     IMAGE_SUFFIXES,
     auto_blur_kernel,
     build_cache,
+    image_files,
     image_size,
     list_cameras,
     scan_frames,
@@ -66,7 +67,7 @@ def _one_image_per_camera(datadir: Path) -> tuple[list[str], list[Path]]:
     cams = list_cameras(datadir)
     names, files = [], []
     for cam in cams:
-        imgs = sorted(p for p in cam.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        imgs = image_files(cam)
         if not imgs:
             raise UserError(f"{cam}: no image ({', '.join(IMAGE_SUFFIXES)}) in this camera folder")
         if len(imgs) > 1:

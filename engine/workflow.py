@@ -32,7 +32,7 @@ def test_summary(test: dict) -> str:
 def finish_training(trainer, ckpt: Path) -> str:
     """Evaluate test cameras (if asked), write metrics.json, plots and report.html; return a summary line."""
     run_dir, cfg = trainer.run_dir, trainer.cfg
-    info = {"iterations": trainer.step, "train_time_s": trainer.elapsed, "environment": environment(),
+    info = {"iterations": trainer.step, "train_time_s": trainer.elapsed, "environment": trainer.environment,
             "grid_resolution": trainer.model.resolution, "ckpt": str(ckpt), "test": {}}
     if cfg.render_test and trainer.data.test_idx:
         metrics = evaluate_run(trainer.model.eval(), trainer.data, trainer.device, run_dir, trainer.history,
@@ -111,6 +111,11 @@ def _scaled(h: int, w: int, focal: float, downsample: float) -> tuple[int, int, 
     return h2, w2, focal * w2 / w
 
 
+def _frames_suffix(frames: tuple[int, int], n_t: int) -> str:
+    """Output-name suffix of a frame range: empty for all n_t frames, else ``_fSSSS-EEEE`` (inclusive)."""
+    return "" if frames == (0, n_t) else f"_f{frames[0]:04d}-{frames[1] - 1:04d}"
+
+
 def _path_for(req: VideoRequest, cams: dict, norm, n_t: int, frames: tuple[int, int]) -> tuple[CameraPath, str]:
     if req.path_file:
         if req.frames:
@@ -123,7 +128,7 @@ def _path_for(req: VideoRequest, cams: dict, norm, n_t: int, frames: tuple[int, 
             raise UserError(f"--freeze_frame {req.freeze_frame} is outside the model's {n_t} frames")
         name = f"path_bullet_time_t{req.freeze_frame:04d}"
     else:
-        name = f"path_{req.path}" + ("" if frames == (0, n_t) else f"_f{frames[0]:04d}-{frames[1] - 1:04d}")
+        name = f"path_{req.path}" + _frames_suffix(frames, n_t)
     try:
         return make_path(req.path, cams, req.n_views, frames, req.freeze_frame), name
     except UserError as exc:
@@ -153,7 +158,7 @@ def render_video(req: VideoRequest) -> str:
         if not 0 <= req.cam_num < len(cams["names"]):
             raise UserError(f"--cam_num {req.cam_num} out of range: the rig has {len(cams['names'])} cameras "
                             f"(0..{len(cams['names']) - 1})")
-        name = cams["names"][req.cam_num] + ("" if frames == (0, n_t) else f"_f{frames[0]:04d}-{frames[1] - 1:04d}")
+        name = cams["names"][req.cam_num] + _frames_suffix(frames, n_t)
         h, w, focal = _scaled(h, w, focal, req.downsample)
         it = iter_camera_frames(model, np.asarray(cams["c2w"][req.cam_num]), h, w, focal, norm, device,
                                 list(range(*frames)), req.max_buffer_mb << 20, progress=req.progress)

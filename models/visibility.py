@@ -48,8 +48,7 @@ def seen_grid(model, origins: torch.Tensor, dirs: torch.Tensor, resolution: list
             sigma[valid] = model.density_act(model.density(model.normalize_coords(xyz[valid])))
         dist = dt * rays.directions.norm(dim=-1, keepdim=True) * model.cfg.distance_scale
         alpha = vr.alpha_from_sigma(sigma, dist)
-        ones = torch.ones_like(alpha[:, :1])
-        trans = torch.cumprod(torch.cat([ones, 1.0 - alpha[:, :-1]], 1), 1)  # transmittance before each sample
+        trans = vr.transmittance(alpha)
         inside = ((xyz >= model.aabb[0]) & (xyz <= model.aabb[1])).all(-1) & (trans > min_transmittance)
         if inside.any():
             seen[voxel_index(xyz[inside], model.aabb, resolution)] = True

@@ -56,11 +56,16 @@ def alpha_from_sigma(sigma: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.exp(-sigma * dist)
 
 
-def weights_from_alpha(alpha: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """w_i = alpha_i * prod_{j<i} (1 - alpha_j) along ``dim`` (the sample axis)."""
+def transmittance(alpha: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """T_i = prod_{j<i} (1 - alpha_j) along ``dim`` (the sample axis): the light reaching sample i."""
     ones = torch.ones_like(alpha.narrow(dim, 0, 1))
     trans = torch.cumprod(torch.cat([ones, 1.0 - alpha + 1e-10], dim=dim), dim=dim)
-    return alpha * trans.narrow(dim, 0, alpha.shape[dim])
+    return trans.narrow(dim, 0, alpha.shape[dim])
+
+
+def weights_from_alpha(alpha: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """w_i = alpha_i * prod_{j<i} (1 - alpha_j) along ``dim`` (the sample axis)."""
+    return alpha * transmittance(alpha, dim)
 
 
 def composite(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
