@@ -348,4 +348,5 @@ def test_similarity_alignment_recovers_known_transform():
     err = bench.pose_errors(est, gt)
     assert err["sim"][0] == pytest.approx(s)
     np.testing.assert_allclose(err["sim"][1], rot, atol=1e-9)
-    assert err["rot_err_deg"].max() < 1e-6 and err["centre_err"].max() < 1e-9
+    # arccos near 1 resolves angles only down to ~sqrt(eps) rad (~1e-6 deg): bound well above that floor
+    assert err["rot_err_deg"].max() < 1e-4 and err["centre_err"].max() < 1e-7

@@ -80,10 +80,10 @@ def test_poses_bounds_round_trip():
     arr = to_poses_bounds(c2w, (24, 32, 30.5), bounds)
     assert arr.shape == (k, 17)
     back = parse_poses_bounds(arr)
-    np.testing.assert_allclose(back.c2w, c2w, atol=1e-15)
+    np.testing.assert_allclose(back.c2w, c2w, atol=1e-12)
     np.testing.assert_allclose(back.bounds, bounds)
     assert back.hwf == (24.0, 32.0, 30.5)
-    np.testing.assert_allclose(to_poses_bounds(back.c2w, back.hwf, back.bounds), arr, atol=1e-15)
+    np.testing.assert_allclose(to_poses_bounds(back.c2w, back.hwf, back.bounds), arr, atol=1e-12)
 
 
 def test_save_and_load_with_names(tmp_path):
@@ -92,7 +92,7 @@ def test_save_and_load_with_names(tmp_path):
     save_poses_bounds(path, c2w, (24, 32, 30), np.tile([1.0, 5.0], (3, 1)), ["cam00", "cam01", "cam02"])
     loaded = load_poses_bounds(path)
     assert loaded.names == ("cam00", "cam01", "cam02")
-    np.testing.assert_allclose(loaded.c2w, c2w, atol=1e-15)
+    np.testing.assert_allclose(loaded.c2w, c2w, atol=1e-12)
     assert not list(tmp_path.glob("*.tmp*"))
 
 
@@ -101,7 +101,7 @@ def test_average_pose_of_symmetric_rig_is_identity():
     c2w = np.stack([np.concatenate([rot_y(0.3), [[1.0], [0.0], [0.0]]], axis=1),
                     np.concatenate([rot_y(-0.3), [[-1.0], [0.0], [0.0]]], axis=1)])
     avg = average_pose(c2w)
-    np.testing.assert_allclose(avg, np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1), atol=1e-15)
+    np.testing.assert_allclose(avg, np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1), atol=1e-12)
 
 
 def published_average_pose(c2w: np.ndarray) -> np.ndarray:
