@@ -76,8 +76,9 @@ class Texture:
     checker: (cell size, amplitude, axis a, axis b): soft checker on two axes of p; cell 0 = none.
     noise: rows (cell, seed, r, g, b): :func:`value_noise` of p with that cell size and seed,
     times the colour amplitude, added to the albedo (the ``detailed`` texture's detail).
-    brick: (width, height, mortar, amplitude, axis a, axis b): running-bond bricks on two axes of p,
-    mortar lines (``mortar`` wide) darkened by ``amplitude``; width 0 = none. A hard checker is a
+    brick: (width, height, mortar, amplitude, axis a, axis b, variation): running-bond bricks on two
+    axes of p, mortar lines (``mortar`` wide) darkened by ``amplitude``, each brick's luminance offset
+    by a pseudo-random value in +-``variation``; width 0 = none. A hard checker is a
     ``checker`` with a large amplitude (the ``brick`` texture sharpens the soft one).
     """
 
@@ -85,7 +86,7 @@ class Texture:
     waves: tuple[tuple[float, ...], ...]
     checker: tuple[float, float, int, int] = (0.0, 0.0, 0, 1)
     noise: tuple[tuple[float, ...], ...] = ()
-    brick: tuple[float, float, float, float, int, int] = (0.0, 0.0, 0.0, 0.0, 0, 1)
+    brick: tuple[float, float, float, float, int, int, float] = (0.0, 0.0, 0.0, 0.0, 0, 1, 0.0)
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         """p: [N, 3] shape-local points -> albedo [N, 3]."""
@@ -95,13 +96,15 @@ class Texture:
         if cell > 0:
             soft = np.tanh(2.5 * np.sin(np.pi * p[:, a] / cell) * np.sin(np.pi * p[:, b] / cell))
             col = col + amp * soft[:, None]
-        bw, bh, mortar, bamp, ba, bb = self.brick
+        bw, bh, mortar, bamp, ba, bb, bvar = self.brick
         if bw > 0:
             row = np.floor(p[:, bb] / bh)
-            u = np.mod(p[:, ba] / bw + 0.5 * np.mod(row, 2), 1.0) * bw
+            shifted = p[:, ba] / bw + 0.5 * np.mod(row, 2)
+            u = np.mod(shifted, 1.0) * bw
             v = np.mod(p[:, bb] / bh, 1.0) * bh
             joint = (np.minimum(u, bw - u) < mortar / 2) | (np.minimum(v, bh - v) < mortar / 2)
-            col = col - bamp * joint[:, None]
+            cells = np.stack([np.floor(shifted), row, np.zeros_like(row)], 1).astype(np.int64)
+            col = col + bvar * _lattice_values(cells, 7)[:, None] - bamp * joint[:, None]
         for cell, seed, *rgb in self.noise:
             col = col + value_noise(p, cell, int(seed))[:, None] * np.asarray(rgb)
         return np.clip(col, 0.03, 0.97)
@@ -366,9 +369,9 @@ def with_bricks(scene: Scene) -> Scene:
     for s in with_detail(scene).shapes:
         tex = s.texture
         if s.kind == "plane" and s.size[2] > 0.5:  # facing the cameras: a brick wall
-            tex = replace(tex, brick=(0.5, 0.22, 0.035, 0.35, 0, 1))
+            tex = replace(tex, brick=(0.4, 0.18, 0.06, 0.4, 0, 1, 0.25))
         elif s.kind == "plane":
-            tex = replace(tex, checker=(tex.checker[0], 0.3, tex.checker[2], tex.checker[3]))
+            tex = replace(tex, checker=(0.5, 0.35, tex.checker[2], tex.checker[3]))
         shapes.append(replace(s, texture=tex))
     return replace(scene, shapes=tuple(shapes), texture="brick")
 

@@ -91,3 +91,32 @@ def test_consistency_keeps_true_depth_and_rejects_haze():
     haze = depth * np.random.default_rng(0).uniform(0.2, 0.5, depth.shape)
     bad = consistency(haze, mask, cams, f)
     assert bad.kept.max() < 0.5 and np.nanmin(bad.error) > 0.05
+
+
+def _wall_depth(cams, h, w, f):
+    rays = [lift(np.ones((h, w)), c, f).reshape(h, w, 3) - c[:, 3] for c in cams]
+    return np.stack([(-5.0 - c[2, 3]) / d[..., 2] for c, d in zip(cams, rays)]).astype(np.float32)
+
+
+def test_export_refuses_inconsistent_depth_unless_overridden():
+    import pytest
+
+    from dataLoader.depth_files import DenseDepth
+    from dataLoader.errors import UserError
+    from engine.static_depth import ExportOptions, filter_consistent
+
+    cams = np.stack([look_at((x, y, 0.0), (0.0, 0.0, -5.0)) for x, y in [(0, 0), (0.3, 0), (-0.3, 0), (0, 0.2)]])
+    h, w, f = 24, 32, 25.0
+    depth = _wall_depth(cams, h, w, f)
+    mask = np.ones(depth.shape, dtype=bool)
+
+    def dense(d):
+        return DenseDepth(d, mask, np.ones_like(d), [f"cam{k:02d}" for k in range(4)], (h, w), cams, {})
+
+    good = filter_consistent(dense(depth), f, ExportOptions(), "test")
+    assert good.mask.mean() > 0.9
+    haze = (depth * np.random.default_rng(0).uniform(0.2, 0.5, depth.shape)).astype(np.float32)
+    with pytest.raises(UserError, match="inconsistent"):
+        filter_consistent(dense(haze), f, ExportOptions(), "test")
+    kept = filter_consistent(dense(haze), f, ExportOptions(allow_inconsistent=True), "test")
+    assert kept.mask.mean() < 0.5 and np.all(kept.depth[~kept.mask] == 0)
