@@ -74,7 +74,8 @@ class Monitor:
         self.cfg, self.run_dir, self.history = cfg, Path(run_dir), history
         for key in ("test_iteration", "test_time_s", "test_psnr", "lr", "rays_s"):
             history.setdefault(key, [])
-        self.writer = open_writer(self.run_dir / "tensorboard") if cfg.tensorboard else None
+        self.writer = None  # opened at the first log step (a Trainer that never trains writes no event file)
+        self._want_writer = bool(cfg.tensorboard)
         self._written_at = -math.inf
         self._last = (None, None)  # (step, elapsed) of the previous log step, for the interval speed
 
@@ -82,6 +83,8 @@ class Monitor:
     def log_step(self, trainer, loss, psnr, bar) -> None:
         """Append one history entry, write the scalars, update the bar; history.json when due."""
         step, elapsed, cfg = trainer.step, trainer.elapsed, self.cfg
+        if self._want_writer:
+            self.writer, self._want_writer = open_writer(self.run_dir / "tensorboard"), False
         loss, psnr = float(loss), float(psnr)
         terms = _host_values(trainer.last_terms)
         # the learning rates of this iteration's update (a rebuild after it already holds the next ones)
