@@ -79,12 +79,15 @@ class Monitor:
         self._written_at = -math.inf
         self._last = (None, None)  # (step, elapsed) of the previous log step, for the interval speed
 
+    def _open(self) -> None:
+        if self._want_writer:
+            self.writer, self._want_writer = open_writer(self.run_dir / "tensorboard"), False
+
     # ------------------------------------------------------------------ log steps
     def log_step(self, trainer, loss, psnr, bar) -> None:
         """Append one history entry, write the scalars, update the bar; history.json when due."""
         step, elapsed, cfg = trainer.step, trainer.elapsed, self.cfg
-        if self._want_writer:
-            self.writer, self._want_writer = open_writer(self.run_dir / "tensorboard"), False
+        self._open()
         loss, psnr = float(loss), float(psnr)
         terms = _host_values(trainer.last_terms)
         # the learning rates of this iteration's update (a rebuild after it already holds the next ones)
@@ -137,6 +140,7 @@ class Monitor:
         """Render ``n_vis`` frames of every test camera; log their PSNR (pooled MSE) and panels.
         Returns the seconds it took (the trainer keeps them out of the training time)."""
         start = time.perf_counter()
+        self._open()
         data, step = trainer.data, trainer.step
         if not data.test_idx:
             return 0.0

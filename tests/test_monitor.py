@@ -161,3 +161,18 @@ def test_disparity_limits_ignore_invalid_pixels():
     depth = np.array([[1.0, 2.0], [0.0, np.nan]])
     lo, hi = panels.disparity_limits(depth, percentiles=(0, 100))
     assert (lo, hi) == (0.5, 1.0)  # 1/2 .. 1/1; zero and NaN depth are invalid
+
+
+def test_log_lines_do_not_land_on_a_progress_bar():
+    """Under run_main a log line clears the live bar first (the line starts a fresh terminal line)."""
+    code = ("import logging, sys\nfrom tqdm import tqdm\nfrom engine.cli import run_main\n"
+            "def main():\n"
+            "    with tqdm(total=3, desc='bar', file=sys.stderr, mininterval=0) as bar:\n"
+            "        bar.update(1)\n"
+            "        logging.getLogger('engine.test').info('a log line')\n"
+            "        bar.update(1)\n"
+            "run_main(main)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    before = proc.stderr[:proc.stderr.index("I engine.test: a log line")]
+    assert "bar:" in before and before.endswith(("\r", "\n"))  # the bar was drawn, then cleared
