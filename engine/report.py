@@ -109,12 +109,6 @@ def _img(src: str, caption: str) -> str:
 def _camera_section(cam: str, m: dict) -> str:
     f = m.get("files", {})
     parts = [f"<h3>{html.escape(cam)}</h3>"]
-    if f.get("psnr_plot"):
-        parts.append(_img(f["psnr_plot"], "per-frame PSNR"))
-    if f.get("video"):
-        src = html.escape(f["video"])
-        parts.append(f'<figure class="video"><video controls loop muted preload="metadata" src="{src}"></video>'
-                     f"<figcaption>test video (render)</figcaption></figure>")
     has_gt = (m.get("depth") or {}).get("available", True)
     for frame, depth in zip(f.get("frames", []), f.get("depth", [])):
         parts.append("<div>" + _img(frame, f"{Path(frame).stem}: render | ground truth | mean |RGB error| "
@@ -122,6 +116,12 @@ def _camera_section(cam: str, m: dict) -> str:
                      + _img(depth, f"{Path(depth).stem}: rendered depth"
                                    + (" | ground-truth depth" if has_gt else " (the scene has no ground-truth depth)")
                                    + ", colour bar in world units") + "</div>")
+    if f.get("psnr_plot"):
+        parts.append(_img(f["psnr_plot"], "per-frame PSNR"))
+    if f.get("video"):
+        src = html.escape(f["video"])
+        parts.append(f'<figure class="video"><video controls loop muted preload="metadata" src="{src}"></video>'
+                     f"<figcaption>test video (render)</figcaption></figure>")
     links = [f'<a href="{html.escape(f[k])}">{k}</a>' for k in ("per_frame_csv", "video", "static") if k in f]
     parts.append("<p>" + " &middot; ".join(links) + "</p>")
     unavailable = {n: r.get("reason") for n, r in m.get("optional", {}).items() if not r.get("available", True)}
