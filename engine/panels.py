@@ -18,6 +18,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from engine.render import disparity_range
+
 TILE_PX = (240, 640)  # each tile is drawn between these widths (pixels)
 DEPTH_CMAP = "turbo"
 ERROR_CMAP = "inferno"
@@ -63,10 +65,9 @@ def _disparity(depth: np.ndarray, mask=None) -> np.ma.MaskedArray:
 def disparity_limits(*depths, percentiles=(1.0, 99.0)) -> tuple[float, float]:
     """One colour range (1/depth) for all given depth maps [H, W], from the first one with valid pixels."""
     for d in depths:
-        disp = _disparity(d).compressed()
-        if disp.size:
-            lo, hi = np.percentile(disp, percentiles)
-            return float(lo), float(max(hi, lo * 1.001 + 1e-9))
+        limits = disparity_range(np.asarray(d, np.float64), percentiles)
+        if limits is not None:
+            return limits
     return 0.5, 1.0
 
 
