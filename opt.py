@@ -11,6 +11,7 @@ from pathlib import Path
 
 import configargparse
 
+from dataLoader.atomic_io import write_text
 from dataLoader.errors import UserError
 
 DEPTH_LOSSES = ("mse", "ds_kl")
@@ -180,6 +181,4 @@ def save_config(cfg: argparse.Namespace, path: Path) -> None:
         if isinstance(val, (list, tuple)):
             val = "[" + ", ".join(str(v) for v in val) + "]"
         lines.append(f"{key} = {val}")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_text(path, "\n".join(lines) + "\n")

@@ -17,7 +17,6 @@ device tensor on other steps, so monitoring adds no host synchronisation to ordi
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dataLoader.atomic_io import write_json
 from engine.evaluate import load_gt_depth
 from engine.metrics import psnr as mse_to_psnr
 from engine.panels import depth_panel, frame_panel
@@ -50,13 +50,6 @@ def open_writer(log_dir: Path):
                     "pass --tensorboard 0 to silence this")
         return None
     return SummaryWriter(log_dir=str(log_dir), flush_secs=FLUSH_SECS)
-
-
-def write_history(run_dir: Path, history: dict) -> None:
-    """run_dir/history.json, atomically (temp file + rename)."""
-    tmp = Path(run_dir) / ".history.json.tmp"
-    tmp.write_text(json.dumps(history))
-    tmp.replace(Path(run_dir) / "history.json")
 
 
 def _host_values(terms: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -180,7 +173,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ end
     def flush(self) -> None:
-        write_history(self.run_dir, self.history)
+        write_json(self.run_dir / "history.json", self.history, indent=None)  # atomic: temp + fsync + rename
         self._written_at = time.monotonic()
         if self.writer is not None:
             self.writer.flush()
