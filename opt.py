@@ -131,6 +131,10 @@ def _optim(p):
     g.add_argument("--near_weight", type=float, default=0.0, help="penalty on static weight at t < near_t")
     g.add_argument("--near_t", type=float, default=0.1, help="near_weight: ray-parameter bound (NDC t)")
     g.add_argument("--opacity_entropy_weight", type=float, default=0.0, help="binary entropy of ray opacity")
+    g.add_argument("--opacity_weight", type=float, default=0.0,
+                   help="(1 - static ray opacity)^2 penalty: every ray ends on a surface (forward-facing)")
+    g.add_argument("--white_bg_fraction", type=float, default=0.0,
+                   help="fraction of steps whose static colour loss composites on white (MixVoxels: 0.5)")
     g.add_argument("--tv_scale", type=float, default=1e-2,
                    help="TV multiplier (MixVoxels/TensoRF: 2e-2 for the same TV weights; ours was 1e-2)")
     g.add_argument("--lr_upsample_reset", type=int, default=0,

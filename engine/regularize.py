@@ -6,7 +6,8 @@ import argparse
 
 import torch
 
-from models.regularizers import distortion_loss, near_weight_loss, opacity_entropy_loss
+from models.regularizers import (background_step, distortion_loss, near_weight_loss, on_background,
+                                 opacity_entropy_loss, opacity_loss)
 
 
 def train_dynamic_rays(cfg: argparse.Namespace, model, label: torch.Tensor) -> dict:
@@ -31,4 +32,15 @@ def regularizer_terms(cfg: argparse.Namespace, out, lr_scale: float) -> dict[str
         terms["near"] = cfg.near_weight * near_weight_loss(out.weights, out.t, cfg.near_t)
     if cfg.opacity_entropy_weight > 0:
         terms["opacity_entropy"] = cfg.opacity_entropy_weight * opacity_entropy_loss(out.acc)
+    if cfg.opacity_weight > 0:
+        terms["opacity"] = cfg.opacity_weight * opacity_loss(out.acc)
     return terms
+
+
+def static_rgb_for_loss(cfg: argparse.Namespace, out, step: int) -> torch.Tensor:
+    """Static colour [N, 3] the colour loss compares: on ``white_bg_fraction`` of the steps composited
+    on white, so a ray left transparent is penalised wherever the target is not white (MixVoxels
+    trains on a white background half of the time)."""
+    if background_step(step, cfg.white_bg_fraction):
+        return on_background(out.static_rgb, out.acc)
+    return out.static_rgb

@@ -30,7 +30,7 @@ from dataLoader.samplers import EpochSampler
 from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.monitor import Monitor
-from engine.regularize import regularizer_terms, train_dynamic_rays
+from engine.regularize import regularizer_terms, static_rgb_for_loss, train_dynamic_rays
 from engine.schedule import GridSchedule, lr_factor, n_to_reso, upsample_reset_factor
 from engine.signals import StopRequest, TrainingInterrupted
 from engine.supervision import build_depth_supervision
@@ -211,7 +211,7 @@ class Trainer:
         lr_f = lr_factor(self.step, c.n_iters, c.lr_decay, c.lr_decay_target_ratio)
         tv_scale = c.tv_scale * lr_f
         terms = {
-            "static_rgb": losses.mse(out.static_rgb.float(), batch.rgb.mean(1)),
+            "static_rgb": losses.mse(static_rgb_for_loss(c, out, self.step).float(), batch.rgb.mean(1)),
             "tv_static": tv_scale * (c.TV_weight_density * m.density.tv_loss()
                                      + c.TV_weight_app * m.appearance.tv_loss()),
         }

@@ -28,3 +28,20 @@ def opacity_entropy_loss(acc: torch.Tensor) -> torch.Tensor:
     """Binary entropy of the ray opacity acc [N] (mean): pushes rays to fully opaque or empty."""
     a = acc.clamp(1e-4, 1 - 1e-4)
     return -(a * torch.log(a) + (1 - a) * torch.log(1 - a)).mean()
+
+
+def opacity_loss(acc: torch.Tensor) -> torch.Tensor:
+    """Mean of (1 - acc)^2 over rays, acc [N]: pushes every ray to end on a surface (forward-facing
+    scenes, where no ray sees an empty background)."""
+    return (1 - acc).pow(2).mean()
+
+
+def background_step(step: int, fraction: float) -> bool:
+    """Whether iteration ``step`` composites on a white background: ``fraction`` of the steps, evenly
+    spread and deterministic in the step (so a resumed run repeats them)."""
+    return fraction > 0 and int((step + 1) * fraction) > int(step * fraction)
+
+
+def on_background(rgb: torch.Tensor, acc: torch.Tensor, value: float = 1.0) -> torch.Tensor:
+    """rgb [N, 3] composited over a constant background: rgb + (1 - acc) * value (acc [N])."""
+    return rgb + (1 - acc)[:, None] * value

@@ -10,7 +10,8 @@ from dataLoader.synthetic_content import make_scene, video_cameras
 from engine.depth_consistency import consistency, lift, project
 from engine.schedule import lr_factor, upsample_reset_factor
 from models.mixvoxels import MixVoxels, ModelConfig
-from models.regularizers import distortion_loss, near_weight_loss, opacity_entropy_loss
+from models.regularizers import (background_step, distortion_loss, near_weight_loss, on_background,
+                                 opacity_entropy_loss, opacity_loss)
 
 
 def test_distortion_loss_hand_computed():
@@ -39,6 +40,33 @@ def test_near_and_entropy_terms():
     assert math.isclose(float(near_weight_loss(w, t, 0.1)), 0.2, rel_tol=1e-6)
     assert math.isclose(float(opacity_entropy_loss(torch.tensor([0.5]))), math.log(2), rel_tol=1e-4)
     assert float(opacity_entropy_loss(torch.tensor([1.0]))) < 1e-2
+
+
+def test_opacity_and_white_background_terms():
+    acc = torch.tensor([1.0, 0.5, 0.0])
+    assert math.isclose(float(opacity_loss(acc)), (0 + 0.25 + 1) / 3, rel_tol=1e-6)
+    rgb = torch.tensor([[0.2, 0.4, 0.6], [0.1, 0.1, 0.1], [0.0, 0.0, 0.0]])
+    expected = torch.tensor([[0.2, 0.4, 0.6], [0.6, 0.6, 0.6], [1.0, 1.0, 1.0]])
+    assert torch.allclose(on_background(rgb, acc), expected)
+    assert [background_step(s, 0.5) for s in range(6)] == [False, True, False, True, False, True]
+    assert sum(background_step(s, 0.25) for s in range(100)) == 25
+    assert not any(background_step(s, 0.0) for s in range(10))
+
+
+def test_config_wiring_of_opacity_and_white_background():
+    from types import SimpleNamespace
+
+    from engine.regularize import regularizer_terms, static_rgb_for_loss
+
+    cfg = SimpleNamespace(distortion_weight=0.0, near_weight=0.0, opacity_entropy_weight=0.0, opacity_weight=0.5,
+                          white_bg_fraction=0.5)
+    out = SimpleNamespace(acc=torch.tensor([1.0, 0.5]), static_rgb=torch.tensor([[0.2, 0.2, 0.2], [0.1, 0.2, 0.3]]))
+    terms = regularizer_terms(cfg, out, 1.0)
+    assert set(terms) == {"opacity"} and math.isclose(float(terms["opacity"]), 0.5 * 0.25 / 2, rel_tol=1e-6)
+    assert torch.equal(static_rgb_for_loss(cfg, out, 0), out.static_rgb)
+    assert torch.allclose(static_rgb_for_loss(cfg, out, 1), torch.tensor([[0.2, 0.2, 0.2], [0.6, 0.7, 0.8]]))
+    cfg.white_bg_fraction, cfg.opacity_weight = 0.0, 0.0
+    assert torch.equal(static_rgb_for_loss(cfg, out, 1), out.static_rgb) and regularizer_terms(cfg, out, 1.0) == {}
 
 
 def test_upsample_reset_restarts_the_cosine():
