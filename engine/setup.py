@@ -25,9 +25,15 @@ RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "save_every", "progress_refresh_
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"config: device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -103,18 +109,6 @@ def new_model(cfg: argparse.Namespace, data, device):
     aabb = torch.as_tensor(data.normalization.aabb, dtype=torch.float32)
     mcfg = model_config(cfg, data.n_frames, data.normalization.ndc, data.near_far)
     return build_model("mixvoxels", mcfg, aabb, n_to_reso(cfg.N_voxel_init, aabb)).to(device)
-
-
-def prepare_run_dir(cfg: argparse.Namespace) -> Path:
-    """basedir/expname; refuses to reuse a directory holding another run unless overwrite or resume."""
-    run_dir = Path(cfg.basedir) / cfg.expname
-    if cfg.resume:
-        return Path(cfg.ckpt).resolve().parent
-    if (run_dir / "ckpt.pt").exists() and not cfg.overwrite:
-        raise UserError(f"{run_dir}: a run with this name exists; choose --expname, or pass --overwrite 1 "
-                        f"(or --resume 1 --ckpt {run_dir / 'ckpt.pt'})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

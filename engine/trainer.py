@@ -30,8 +30,9 @@ from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler
 from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
+from engine.run_dir import lock_run_dir, run_dir_for
 from engine.schedule import GridSchedule, lr_factor, n_to_reso
-from engine.signals import StopRequest, TrainingInterrupted
+from engine.signals import StopRequest, TrainingInterrupted, check_finite_loss
 from engine.supervision import build_depth_supervision
 from models import losses
 from models.types import RayBatch
@@ -46,7 +47,8 @@ class Trainer:
         self.cfg = cfg
         self.device = setup.pick_device(cfg.device)
         setup.seed_everything(cfg.seed)
-        self.run_dir = setup.prepare_run_dir(cfg)
+        self.run_dir = run_dir_for(cfg)
+        self.run_lock = None
         state = self._load_resume_state() if cfg.resume else None
         norm = SceneNormalization.from_dict(state["normalization"]) if state else None
         self.data = VideoDataset(setup.data_options(cfg), normalization=norm)
@@ -130,10 +132,11 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:
         """Train to ``n_iters``; returns the final checkpoint. SIGINT/SIGTERM: save, then TrainingInterrupted."""
+        self.run_lock = self.run_lock or lock_run_dir(self.run_dir, self.cfg)
         save_config(self.cfg, self.run_dir / "config.txt")
         with StopRequest() as stop:
             if not self.variation_ready:
-                self.warmup_variation()
+                self.warmup_variation(stop)
                 self.variation_ready = True
             bar = tqdm(total=self.cfg.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
             try:
@@ -193,6 +196,7 @@ class Trainer:
         if self.depth is not None:
             terms.update(self.depth.loss_terms(self.model, batch, out, label, self.step))
         loss = sum(terms.values())
+        check_finite_loss(loss, terms, self.step + 1, self.run_dir / "ckpt.pt")
         self.last_terms = {k: v.detach() for k, v in terms.items()}
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -240,8 +244,10 @@ class Trainer:
             self.rebuild_optimizer()
             log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
 
-    def warmup_variation(self) -> None:
-        """Pre-train the variation field against the std label (cheap: no colour heads)."""
+    def warmup_variation(self, stop: StopRequest | None = None) -> None:
+        """Pre-train the variation field against the std label (cheap: no colour heads).
+
+        A signal stops it at once (no checkpoint: the warm-up restarts with the next run)."""
         n = self.cfg.n_variation_iters
         if n <= 0:
             return
@@ -249,6 +255,9 @@ class Trainer:
         opt = torch.optim.Adam(params, lr=self.cfg.lr_init, betas=(0.9, 0.99))
         sampler = EpochSampler(self.data.n_train_rays, self.cfg.batch_size, self.cfg.seed + 1)
         for _ in tqdm(range(n), desc="variation warm-up", unit="it", leave=False):
+            if stop is not None and stop.signal is not None:
+                raise TrainingInterrupted(f"{stop.name} during the variation warm-up of {self.run_dir}: "
+                                          f"no checkpoint written; rerun to start again")
             batch = self.data.gather(sampler.next()).to(self.device)
             _, _, xyz, valid = self.model.sample_points(batch, jitter=True)
             logits = xyz.new_full(valid.shape, -30.0)

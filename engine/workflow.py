@@ -5,6 +5,7 @@ Each returns the one-line summary its script prints. Bad input raises :class:`Us
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dataLoader.atomic_io import atomic_dir
 from dataLoader.errors import UserError
 from dataLoader.frame_cache import target_size
 from engine.checkpoint import load_model
+from engine.cli import refuse_existing
 from engine.evaluate import evaluate_run, write_metrics
 from engine.paths import PATHS, CameraPath, load_path_file, make_path
 from engine.render import MODES, iter_camera_frames, iter_path_frames, model_frames, write_render_video
@@ -103,6 +106,7 @@ class VideoRequest:
     out_dir: str = ""
     device: str = "auto"
     max_buffer_mb: int = 1024
+    overwrite: int = 0
     progress: bool = True
 
 
@@ -166,7 +170,9 @@ def render_video(req: VideoRequest) -> str:
     out_dir = ensure_writable_dir(Path(req.out_dir) if req.out_dir else Path(req.ckpt).parent / "videos")
     out = out_dir / f"{name}.mp4"
     png_dir = out_dir / name if req.png else None
-    n = write_render_video(it, out, req.mode, req.fps, png_dir)
+    refuse_existing([out, png_dir], req.overwrite)
+    with atomic_dir(png_dir, overwrite=True) if png_dir else contextlib.nullcontext() as png_tmp:
+        n = write_render_video(it, out, req.mode, req.fps, png_tmp)
     return f"wrote {n} frames ({w}x{h}, {req.mode}) to {out}" + (f" and PNGs to {png_dir}/" if png_dir else "")
 
 
