@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from dataLoader.atomic_io import write_error
@@ -46,30 +47,51 @@ class RunLock:
         try:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a+b", buffering=0)
-            if fcntl is not None and not self._try_lock():
+            if fcntl is not None and not _try_lock(self._fh, retries=5):  # a probe holds it for microseconds
                 self._fh.seek(0)
-                holder = self._fh.read().decode(errors="replace").strip() or "unknown"
+                holder = self._fh.read().decode(errors="replace").strip()
                 self.release()
-                raise UserError(f"{run_dir}: another training (pid {holder}) is writing this run directory; "
-                                f"wait for it or choose another --expname")
+                raise _locked(run_dir, holder)
             self._fh.truncate(0)
             self._fh.write(f"{os.getpid()}\n".encode())
         except OSError as exc:
             self.release()
             raise write_error(self.path, exc) from None
 
-    def _try_lock(self) -> bool:
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
     def release(self) -> None:
         if self._fh is not None:
             with contextlib.suppress(OSError):
                 self._fh.close()
             self._fh = None
+
+
+def _try_lock(fh, retries: int = 0) -> bool:
+    for attempt in range(retries + 1):
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt < retries:
+                time.sleep(0.05)
+    return False
+
+
+def _locked(run_dir: Path, holder: str) -> UserError:
+    return UserError(f"{run_dir}: another training (pid {holder or 'unknown'}) is writing this run directory; "
+                     f"wait for it or choose another --expname")
+
+
+def check_not_locked(run_dir: Path) -> None:
+    """UserError at once when another process holds ``run_dir/.lock`` (reads it only; writes nothing)."""
+    if fcntl is None:
+        return
+    try:
+        fh = open(Path(run_dir) / LOCK_NAME, "rb")
+    except OSError:
+        return  # no lock file: nobody holds it
+    with fh:
+        if not _try_lock(fh):
+            raise _locked(run_dir, fh.read().decode(errors="replace").strip())
 
 
 def checkpoint_defaults(ckpt: str | Path) -> dict:
@@ -127,6 +149,7 @@ def run_dir_for(cfg: argparse.Namespace) -> Path:
     for parent in (run_dir, *run_dir.parents):
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{parent}: exists and is not a folder (check --basedir/--expname)")
+    check_not_locked(run_dir)
     _check_reuse(run_dir, cfg)
     return run_dir
 

@@ -23,6 +23,7 @@ from engine.paths import PATHS, CameraPath, load_path_file, make_path
 from engine.render import MODES, iter_camera_frames, iter_path_frames, model_frames, write_render_video
 from engine.report import write_report
 from engine.setup import environment, pick_device
+from engine.signals import TrainingInterrupted
 from engine.visualize import plot_training_curves
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,17 @@ def test_summary(test: dict) -> str:
 
 
 def finish_training(trainer, ckpt: Path) -> str:
-    """Evaluate test cameras (if asked), write metrics.json, plots and report.html; return a summary line."""
+    """Evaluate test cameras (if asked), write metrics.json, plots and report.html; return a summary line.
+
+    Ctrl-C here stops with one line (the checkpoint is complete; tools/evaluate.py can finish the job)."""
+    try:
+        return _finish_training(trainer, ckpt)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"SIGINT during the end-of-run evaluation: {ckpt} is complete; evaluate it "
+                                  f"with tools/evaluate.py --ckpt {ckpt}") from None
+
+
+def _finish_training(trainer, ckpt: Path) -> str:
     run_dir, cfg = trainer.run_dir, trainer.cfg
     info = {"iterations": trainer.step, "train_time_s": trainer.elapsed, "environment": trainer.environment,
             "grid_resolution": trainer.model.resolution, "ckpt": str(ckpt), "test": {}}

@@ -504,3 +504,20 @@ def test_full_disk_keeps_the_previous_file_intact(tmp_path):
         assert (mnt / "f.bin").read_bytes() == b"previous"
         assert sorted(p.name for p in mnt.iterdir()) == ["f.bin", "filler"]
         assert errno.ENOSPC  # the reason above is ENOSPC from the kernel, not simulated
+
+
+def test_ctrl_c_during_the_end_of_run_evaluation_is_one_line(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import engine.workflow as workflow
+    from engine.signals import TrainingInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, "evaluate_run", interrupted)
+    trainer = SimpleNamespace(run_dir=tmp_path, cfg=SimpleNamespace(render_test=1, n_test_images=1), step=4,
+                              elapsed=1.0, environment={}, data=SimpleNamespace(test_idx=[0]), device="cpu",
+                              model=SimpleNamespace(resolution=[8, 8, 8], eval=lambda: None), history={})
+    with pytest.raises(TrainingInterrupted, match=r"SIGINT during the end-of-run evaluation: .*ckpt.pt is complete"):
+        workflow.finish_training(trainer, tmp_path / "ckpt.pt")
