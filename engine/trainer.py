@@ -32,6 +32,7 @@ from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.schedule import GridSchedule, lr_factor, n_to_reso
 from engine.signals import StopRequest, TrainingInterrupted
+from engine.startup import startup_line
 from engine.supervision import build_depth_supervision
 from models import losses
 from models.types import RayBatch
@@ -70,6 +71,7 @@ class Trainer:
         self.rebuild_optimizer()
         if state:
             self._restore(state)
+        log.info(startup_line(cfg, self.device, self.data, self.model))
 
     # ------------------------------------------------------------------ state
     def _load_resume_state(self) -> dict:
