@@ -12,6 +12,7 @@ from pathlib import Path
 
 import configargparse
 
+from dataLoader.atomic_io import write_text
 from dataLoader.errors import UserError
 
 DEPTH_LOSSES = ("mse", "ds_kl")
@@ -58,6 +59,11 @@ def _run(p):
     g.add_argument("--progress_refresh_rate", type=int, default=10, help="progress-bar update interval")
     g.add_argument("--render_test", type=int, default=1, help="evaluate and render test cameras at the end")
     g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
+    g.add_argument("--tensorboard", type=int, default=1,
+                   help="1: TensorBoard event files in RUN/tensorboard (tensorboard --logdir log)")
+    g.add_argument("--vis_every", type=int, default=1000,
+                   help="render n_vis test frames and log their PSNR every this many iterations (0: never)")
+    g.add_argument("--n_vis", type=int, default=3, help="test frames per test camera of a periodic test")
 
 
 def _model(p):
@@ -194,6 +200,4 @@ def save_config(cfg: argparse.Namespace, path: Path) -> None:
         if isinstance(val, (list, tuple)):
             val = "[" + ", ".join(str(v) for v in val) + "]"
         lines.append(f"{key} = {val}")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_text(path, "\n".join(lines) + "\n")

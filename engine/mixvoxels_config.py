@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataLoader.atomic_io import write_text
 from dataLoader.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def to_text(tr: Translation, source: str) -> str:
 def write_translation(src: str | Path, dst: str | Path) -> Translation:
     """Translate the MixVoxels config ``src`` into a config file ``dst`` of this toolkit."""
     tr = translate(read_key_values(Path(src)), str(src))
-    Path(dst).write_text(to_text(tr, str(src)))
+    write_text(dst, to_text(tr, str(src)))
     return tr
 
 

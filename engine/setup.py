@@ -19,7 +19,8 @@ from models.mixvoxels import ModelConfig
 # Keys that may differ between a checkpoint's config and a resumed run.
 RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "save_every", "progress_refresh_rate", "overwrite",
                     "render_test", "n_test_images", "config", "base_config", "depth_config", "n_iters",
-                    "basedir", "data_root", "datadir", "expname", "schedule"}
+                    "basedir", "data_root", "datadir", "expname", "schedule",
+                    "tensorboard", "vis_every", "n_vis"}
 
 
 def pick_device(name: str) -> torch.device:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler
 from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
+from engine.monitor import Monitor
 from engine.schedule import GridSchedule, lr_factor, n_to_reso
 from engine.signals import StopRequest, TrainingInterrupted
 from engine.startup import startup_line
@@ -71,6 +71,7 @@ class Trainer:
         self.rebuild_optimizer()
         if state:
             self._restore(state)
+        self.monitor = Monitor(cfg, self.run_dir, self.history)  # TensorBoard, periodic tests, history.json
         log.info(startup_line(cfg, self.device, self.data, self.model))
 
     # ------------------------------------------------------------------ state
@@ -127,9 +128,7 @@ class Trainer:
         return path
 
     def _write_history(self) -> None:
-        tmp = self.run_dir / ".history.json.tmp"
-        tmp.write_text(json.dumps(self.history))
-        tmp.replace(self.run_dir / "history.json")
+        self.monitor.flush()
 
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:
@@ -145,7 +144,7 @@ class Trainer:
             finally:
                 bar.close()
             ckpt = self.save()
-            self._write_history()
+            self.monitor.close()
             if stop.signal is not None:
                 self._stop(stop, ckpt)
         return ckpt
@@ -161,6 +160,8 @@ class Trainer:
             self.after_step()
             if self.step % self.cfg.progress_refresh_rate == 0 or self.step == self.cfg.n_iters:
                 self._log(loss, psnr, bar)
+            if self.monitor.test_due(self.step):
+                t0 += self.monitor.test_step(self)  # test time is not training time
             if self.step % self.cfg.save_every == 0:
                 self.save()
 
@@ -170,13 +171,8 @@ class Trainer:
                                   f"{ckpt}; continue with --resume 1 --ckpt {ckpt}")
 
     def _log(self, loss: float, psnr: float, bar) -> None:
-        for key, val in zip(("iteration", "time_s", "loss", "psnr"), (self.step, self.elapsed, loss, psnr)):
-            self.history[key].append(val)
-        # one {term name: value} per logged iteration (terms such as "depth" exist only when active)
-        self.history.setdefault("loss_terms", []).append({k: float(v) for k, v in self.last_terms.items()})
-        rays_s = self.step * self.cfg.batch_size / max(self.elapsed, 1e-9)
-        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", rays_s=f"{rays_s:.0f}")
-        bar.update(self.step - bar.n)
+        # history entry (loss_terms: one {term name: value} per log step), TensorBoard, bar, history.json
+        self.monitor.log_step(self, loss, psnr, bar)
 
     def autocast(self):
         if self.use_amp:
