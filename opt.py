@@ -165,8 +165,9 @@ def parse(argv=None) -> argparse.Namespace:
     from engine.mixvoxels_config import translated_argv
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    with translated_argv(argv) as (args, originals):
-        cfg = build_parser().parse_args(args)
+    parser = build_parser()
+    with translated_argv(argv, frozenset(a.dest for a in parser._actions)) as (args, originals):
+        cfg = parser.parse_args(args)
     for key, path in originals.items():
         setattr(cfg, key, path)
     return cfg
