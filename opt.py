@@ -111,7 +111,9 @@ def _optim(p):
     g.add_argument("--TV_weight_density", type=float, default=1.0, help="TV on density planes")
     g.add_argument("--TV_weight_app", type=float, default=1.0, help="TV on appearance planes")
     g.add_argument("--TV_dynamic_factor", type=float, default=3.0, help="TV multiplier for dynamic planes")
-    g.add_argument("--amp", type=int, default=1, help="mixed precision (CUDA only)")
+    g.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast "
+                        "(CUDA: bfloat16, float16 + GradScaler before Ampere; CPU: bfloat16)")
 
 
 def _depth(p):

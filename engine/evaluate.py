@@ -23,6 +23,7 @@ import numpy as np
 
 from dataLoader.video_io import to_uint8
 from engine.metrics import depth_metrics_from_sums, depth_sums, frame_mse_ssim, optional_metrics, video_summary
+from engine.precision import Precision
 from engine.render import DEFAULT_BUFFER_BYTES, iter_camera_frames
 from engine.report import CameraEvaluation, chosen_frames, save_camera_pictures, write_report
 from engine.visualize import plot_per_frame, plot_training_curves
@@ -89,7 +90,8 @@ def write_per_frame_csv(path: Path, per_frame: dict) -> None:
 
 
 def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture_frames=(),
-                    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> tuple[dict, CameraEvaluation]:
+                    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES, precision: Precision | None = None
+                    ) -> tuple[dict, CameraEvaluation]:
     """Render and score camera k of ``data`` -> (metrics, :class:`CameraEvaluation`).
 
     Frames are rendered in frame chunks of at most ``max_buffer_bytes`` of float data and scored as they
@@ -104,7 +106,8 @@ def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture
     mse, frame_ssim, sums = np.zeros(n_t), np.zeros(n_t), np.zeros((n_t, 4))
     pictures, statics = {}, {}
     for t, rgb, depth in iter_camera_frames(model, data.c2w[k], h, w, data.focal, data.normalization, device,
-                                            range(n_t), max_buffer_bytes, progress=False, statics=statics):
+                                            range(n_t), max_buffer_bytes, progress=False, statics=statics,
+                                            precision=precision):
         mse[t], frame_ssim[t] = frame_mse_ssim(rgb, gt[t], device)
         rgb8[t] = to_uint8(rgb)
         if gt_depth is not None:
@@ -122,7 +125,7 @@ def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture
     return metrics, CameraEvaluation(rgb8, gt, gt_depth, pictures, statics["static_rgb"])
 
 
-def train_camera_depth(model, data, device) -> dict:
+def train_camera_depth(model, data, device, precision: Precision | None = None) -> dict:
     """Depth metrics of every training camera that has ground truth -> {camera: metrics}."""
     out = {}
     for k in data.train_idx:
@@ -132,14 +135,14 @@ def train_camera_depth(model, data, device) -> dict:
             continue
         sums = np.zeros(4)
         for t, _, depth in iter_camera_frames(model, data.c2w[k], data.h, data.w, data.focal, data.normalization,
-                                              device, range(data.n_frames), progress=False):
+                                              device, range(data.n_frames), progress=False, precision=precision):
             sums += depth_sums(depth, gt[t])
         out[cam] = depth_metrics_from_sums(sums)
     return out
 
 
 def evaluate_cameras(model, data, device, out_dir: Path, n_images: int = 3,
-                     picture_frames: list[int] | None = None) -> dict:
+                     picture_frames: list[int] | None = None, precision: Precision | None = None) -> dict:
     """Evaluate every test camera of ``data``: metrics, per-frame CSV and plot, pictures -> {camera: metrics}.
 
     File paths (relative to out_dir's parent, the run dir) are listed under each camera's ``files``."""
@@ -148,7 +151,7 @@ def evaluate_cameras(model, data, device, out_dir: Path, n_images: int = 3,
     for k in data.test_idx:
         cam = data.cam_names[k]
         chosen = chosen_frames(data.n_frames, n_images, picture_frames)
-        metrics, ev = evaluate_camera(model, data, k, device, picture_frames=chosen)
+        metrics, ev = evaluate_camera(model, data, k, device, picture_frames=chosen, precision=precision)
         files = save_camera_pictures(out_dir, cam, ev)
         plot_per_frame(metrics["per_frame"]["psnr"], out_dir / f"{cam}_psnr_per_frame.png", "PSNR (dB)",
                        title=f"{cam}: per-frame PSNR")
@@ -168,7 +171,8 @@ def _rel(out_dir: Path, value):
 
 
 def evaluate_run(model, data, device, run_dir: Path, history: dict | None = None, n_images: int = 3,
-                 picture_frames: list[int] | None = None, info: dict | None = None, merge: bool = True) -> dict:
+                 picture_frames: list[int] | None = None, info: dict | None = None, merge: bool = True,
+                 precision: Precision | None = None) -> dict:
     """Evaluate test cameras (+ training-camera depth), write run_dir/metrics.json (updating the existing
     one when ``merge``), plot the training curves from ``history`` (when given) and write
     run_dir/report.html. Returns the full metrics dict."""
@@ -177,8 +181,8 @@ def evaluate_run(model, data, device, run_dir: Path, history: dict | None = None
     metrics.update(info or {})
     if history and history.get("iteration"):
         plot_training_curves(history, run_dir / "training_curves.png")
-    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames)
-    metrics["train_depth"] = json_safe(train_camera_depth(model, data, device))
+    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames, precision)
+    metrics["train_depth"] = json_safe(train_camera_depth(model, data, device, precision))
     metrics["conventions"] = {
         "psnr": "whole-video PSNR from the MSE over all frames; psnr_per_frame_mean = mean of per-frame PSNRs",
         "ssim": "Gaussian SSIM (sigma 1.5) on float RGB in [0, 1], data range 1.0; dssim1 = 1 - SSIM, "

@@ -9,6 +9,7 @@ Depth is converted from the model's ray parameter to world-unit camera z (SPEC Â
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from dataLoader.poses import SceneNormalization
 from dataLoader.rays import camera_rays, pixel_directions
 from dataLoader.video_io import to_uint8, write_png, write_video
 from engine.paths import CameraPath
+from engine.precision import Precision
 from engine.visualize import colorize_depth
 from models.types import RayBatch
 
@@ -59,15 +61,17 @@ def chunk_size(model, budget: int = 2 ** 22) -> int:
 
 @torch.no_grad()
 def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, device, chunk: int | None = None,
-                frames: torch.Tensor | None = None) -> dict:
+                frames: torch.Tensor | None = None, precision: Precision | None = None) -> dict:
     """Render [N, 3] rays in chunks -> dict of CPU tensors (rgb [N,F,3], depth [N,F], static_rgb [N,3],
     static_depth [N], acc [N], dynamic [N]); F = T, or len(frames) when ``frames`` [F] (long) selects
-    frames on the device before anything is copied back."""
+    frames on the device before anything is copied back. ``precision``: autocast of the model (default off)."""
     chunk = chunk or chunk_size(model)
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     parts: dict[str, list] = {k: [] for k in ("rgb", "depth", "static_rgb", "static_depth", "acc", "dynamic")}
     sel = None if frames is None else frames.to(device)
     for i in range(0, origins.shape[0], chunk):
-        out = model(RayBatch(origins[i:i + chunk].to(device), dirs[i:i + chunk].to(device)))
+        with autocast():
+            out = model(RayBatch(origins[i:i + chunk].to(device), dirs[i:i + chunk].to(device)))
         rgb, depth = (out.rgb, out.depth) if sel is None else (out.rgb[:, sel], out.depth[:, sel])
         parts["rgb"].append(rgb.clamp(0, 1).cpu())
         parts["depth"].append(depth.cpu())
@@ -92,10 +96,10 @@ def _to_camera_z(t: torch.Tensor, rays: dict, sl: slice, norm: SceneNormalizatio
 
 
 def render_pose(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization,
-                device) -> CameraRender:
+                device, precision: Precision | None = None) -> CameraRender:
     """Render one normalized camera pose [3, 4] at h x w with the given focal (pixels), all T frames."""
     rays = pose_rays(c2w_norm, h, w, focal, norm)
-    out = render_rays(model, rays["origins"], rays["dirs"], device)
+    out = render_rays(model, rays["origins"], rays["dirs"], device, precision=precision)
     every = slice(None)
     z = _to_camera_z(out["depth"], rays, every, norm)
     zs = _to_camera_z(out["static_depth"], rays, every, norm)
@@ -119,7 +123,7 @@ def frame_chunks(frames: Sequence[int], h: int, w: int, max_buffer_bytes: int) -
 
 def iter_camera_frames(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization,
                        device, frames: Sequence[int], max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-                       progress: bool = True, statics: dict | None = None
+                       progress: bool = True, statics: dict | None = None, precision: Precision | None = None
                        ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (t, rgb float32 [H, W, 3], depth float32 [H, W] world-unit z) for each t in ``frames``.
 
@@ -142,7 +146,7 @@ def iter_camera_frames(model, c2w_norm: np.ndarray, h: int, w: int, focal: float
                 statics["static_rgb"] = np.empty((h * w, 3), np.float32)
                 statics["dynamic"] = np.empty(h * w, bool)
             for sl in blocks:
-                out = render_rays(model, rays["origins"][sl], rays["dirs"][sl], device, frames=idx)
+                out = render_rays(model, rays["origins"][sl], rays["dirs"][sl], device, frames=idx, precision=precision)
                 rgb[sl] = out["rgb"].numpy()
                 depth[sl] = _to_camera_z(out["depth"], rays, sl, norm).numpy()
                 if keep:
@@ -157,7 +161,8 @@ def iter_camera_frames(model, c2w_norm: np.ndarray, h: int, w: int, focal: float
 
 
 def iter_path_frames(model, path: CameraPath, h: int, w: int, focal: float, norm: SceneNormalization,
-                     device, progress: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                     device, progress: bool = True, precision: Precision | None = None
+                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (i, rgb float32 [H, W, 3], depth float32 [H, W]) for pose i of ``path`` at time path.times[i].
 
     The model renders all T frames of each ray and frame times[i] is kept: T-fold work per pose,
@@ -166,7 +171,7 @@ def iter_path_frames(model, path: CameraPath, h: int, w: int, focal: float, norm
     for i in tqdm(range(len(path)), desc="path", unit="pose", disable=not progress, leave=False):
         rays = pose_rays(path.c2w[i], h, w, focal, norm)
         idx = torch.as_tensor([int(path.times[i]) if n_t > 1 else 0], dtype=torch.long)
-        out = render_rays(model, rays["origins"], rays["dirs"], device, frames=idx)
+        out = render_rays(model, rays["origins"], rays["dirs"], device, frames=idx, precision=precision)
         z = _to_camera_z(out["depth"][:, 0], rays, slice(None), norm)
         yield i, out["rgb"][:, 0].reshape(h, w, 3).numpy(), z.reshape(h, w).numpy()
 

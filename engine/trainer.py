@@ -15,7 +15,6 @@ exits with one line, see :mod:`engine.signals`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import time
@@ -30,6 +29,7 @@ from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler
 from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
+from engine.precision import device_name, resolve_precision
 from engine.schedule import GridSchedule, lr_factor, n_to_reso
 from engine.signals import StopRequest, TrainingInterrupted
 from engine.supervision import build_depth_supervision
@@ -61,8 +61,9 @@ class Trainer:
         self.depth = build_depth_supervision(cfg, self.data, self.device)
         self.variation_ready = bool(self.model.cfg.static_only) or cfg.n_variation_iters <= 0
         self.environment = setup.environment()
-        self.use_amp = bool(cfg.amp) and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.precision = resolve_precision(cfg.amp, self.device)
+        log.info("device %s, mixed precision %s", device_name(self.device), self.precision.describe())
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         self.step = 0
         self.history: dict[str, list] = {"iteration": [], "time_s": [], "loss": [], "psnr": [], "loss_terms": []}
         self.last_terms: dict[str, torch.Tensor] = {}
@@ -90,7 +91,7 @@ class Trainer:
                             f"dataset now has {self.sampler.n} (different frames, cameras or size)")
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(extra["sampler"])
-        if extra.get("scaler"):
+        if extra.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(extra["scaler"])
         if self.depth is not None and extra.get("depth"):
             self.depth.load_state_dict(extra["depth"])
@@ -118,7 +119,7 @@ class Trainer:
         path = self.run_dir / "ckpt.pt"
         extra = {"sampler": self.sampler.state_dict(), "history": self.history, "elapsed": self.elapsed,
                  "rng": setup.rng_state(), "cameras": self.data.camera_table(),
-                 "scaler": self.scaler.state_dict() if self.use_amp else None,
+                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                  "depth": self.depth.state_dict() if self.depth is not None else None,
                  "variation_ready": self.variation_ready, "environment": self.environment}
         save_checkpoint(path, self.model, self.norm, vars(self.cfg), self.step, self.optimizer, extra)
@@ -176,11 +177,6 @@ class Trainer:
         bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", rays_s=f"{rays_s:.0f}")
         bar.update(self.step - bar.n)
 
-    def autocast(self):
-        if self.use_amp:
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
     def train_step(self) -> tuple[float, float]:
         self._set_lr()
         idx = self.sampler.next()
@@ -189,7 +185,7 @@ class Trainer:
             batch = self.depth.annotate(batch, idx)
         batch = batch.to(self.device)
         label = batch.std > self.cfg.temporal_variance_threshold
-        with self.autocast():
+        with self.precision.autocast():
             out = self.model(batch, jitter=True, ray_dynamic=None if self.model.cfg.static_only else label)
         terms = self.loss_terms(batch, out, label)
         if self.depth is not None:
