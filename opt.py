@@ -50,6 +50,9 @@ def _run(p):
     g.add_argument("--progress_refresh_rate", type=int, default=10, help="progress-bar update interval")
     g.add_argument("--render_test", type=int, default=1, help="evaluate and render test cameras at the end")
     g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
+    g.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="test rendering: memory for one ray chunk (-1: 6144 on CUDA, at most half the free memory; "
+                        "1024 on CPU)")
 
 
 def _model(p):
