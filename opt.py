@@ -52,7 +52,7 @@ def _run(p):
     g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
     g.add_argument("--render_budget_mb", type=float, default=-1,
                    help="test rendering: memory for one ray chunk (-1: 6144 on CUDA, at most half the free memory; "
-                        "1024 on CPU)")
+                        "192 on CPU)")
 
 
 def _model(p):

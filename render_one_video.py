@@ -59,7 +59,7 @@ def build_parser() -> configargparse.ArgumentParser:
                    help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast")
     p.add_argument("--render_budget_mb", type=float, default=-1,
                    help="memory for one ray chunk's working set (-1: 6144 on CUDA, at most half the free memory; "
-                        "1024 on CPU)")
+                        "192 on CPU)")
     p.add_argument("--fragments", nargs="*", default=[],
                    help="other fragment checkpoints (train_fragments.py): rendered like --ckpt, joined in order")
     return p

@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 MODES = ("rgb", "depth", "rgbd")
 DEFAULT_BUFFER_BYTES = 1 << 30  # float frames of a camera video held in RAM (beyond: a temporary file)
 # Render working set per chunk (``--render_budget_mb`` -1): a quarter of the device memory of a 24 GB GPU
-# (also capped at half the free memory when rendering starts), 1 GiB of CPU RAM.
-DEFAULT_BUDGET_MB = {"cuda": 6144, "cpu": 1024}
+# (also capped at half the free memory when rendering starts); on CPU 192 MiB (the earlier 2^22-element
+# chunks): larger chunks leave the caches and render slower there (BENCHMARKS.md).
+DEFAULT_BUDGET_MB = {"cuda": 6144, "cpu": 192}
 # Estimated peak bytes per (ray, sample, frame) of a no-grad forward: the dynamic branch holds sigma, alpha,
 # transmittance and weights [N, S, T] plus colours and weighted colours [N, S, T, 3] in float32.
 BYTES_PER_SAMPLE_FRAME = 48

@@ -32,7 +32,7 @@ def test_chunk_size_follows_the_budget(trained):
     assert chunk_size(model, budget_mb=1) == 2 ** 20 // per_ray
     assert chunk_size(model, budget_mb=64) == 64 * 2 ** 20 // per_ray
     assert chunk_size(model, budget_mb=1e-6) == 1  # never zero
-    assert budget_bytes(-1, "cpu") == 1024 * 2 ** 20
+    assert budget_bytes(-1, "cpu") == 192 * 2 ** 20
 
 
 def test_chunked_render_equals_unchunked(trained):

@@ -29,7 +29,7 @@ def main() -> None:
                    help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast")
     p.add_argument("--render_budget_mb", type=float, default=-1,
                    help="memory for one ray chunk's working set (-1: 6144 on CUDA, at most half the free memory; "
-                        "1024 on CPU)")
+                        "192 on CPU)")
     args = p.parse_args()
     print(evaluate_checkpoint(args.ckpt, args.device, args.datadir, args.n_images, args.picture_frames, args.amp,
                               args.render_budget_mb))
