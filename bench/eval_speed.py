@@ -1,6 +1,7 @@
 """Evaluation time of one test camera (render + PSNR/SSIM/depth + pictures) at a given size.
 
-Builds (once, under --scene) a synthetic scene with --cams cameras of --size W H x --frames frames, trains
+Builds (once, under --scene) a synthetic scene with --cams cameras of --size W H x --frames frames
+(``--distinct_frames`` rendered, each held for frames / distinct frames, as in bench/gpu_check.py), trains
 --iters iterations of a small model (48^3 grid) and times ``evaluate_cameras`` on the test camera.
 Prints one JSON line (seconds, peak RSS). Usage:
 python bench/eval_speed.py [--size 640 480] [--frames 150] [--scene data/eval_bench] [--device cpu]
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import opt  # noqa: E402
-from dataLoader.synthetic_scene import write_scene  # noqa: E402
+from bench.gpu_check import build_scene  # noqa: E402
 from engine.evaluate import evaluate_cameras  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 
@@ -38,13 +39,14 @@ def main() -> None:
     p.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     p.add_argument("--frames", type=int, default=150)
     p.add_argument("--cams", type=int, default=3)
+    p.add_argument("--distinct_frames", type=int, default=6)
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--device", default="cpu")
     args, rest = p.parse_known_args()
-    scene = Path(args.scene)
-    if not (scene / "meta.json").is_file():
-        write_scene(scene, n_cams=args.cams, n_frames=args.frames, width=args.size[0], height=args.size[1],
-                    n_static_views=0, supersample=1, video=False, overwrite=True)
+    root = Path(args.scene)
+    scene = root / "scene"
+    if not (scene / "poses_bounds.npy").is_file():
+        scene = build_scene(root, args.cams, args.frames, args.distinct_frames, *args.size)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = opt.resolve(opt.parse(["--datadir", str(scene.resolve()), "--basedir", tmp, "--expname", "eval",
                                      "--n_iters", str(args.iters), "--device", args.device, *SMALL_MODEL, *rest]))
