@@ -13,6 +13,8 @@
 - ``cam_names [K] str``, ``hw [2] int32`` (H, W), ``focal`` (scalar, px).
 At another resolution H' x W' multiply x, y and focal by W'/W. Keypoints come from one
 instant (the frame SfM ran on): moving content is the consumer's to mask.
+Beside the table, one preview PNG per camera (``colmap_depth_<cam>.png``): its keypoints coloured
+by depth (world-unit colour bar) over the camera's first image.
 
 Cameras are matched to rows by name: ``poses_bounds_cams.txt`` (written by
 imgs2poses.py) or, without it, the scene's camera listing (frames/camXX or
@@ -34,6 +36,7 @@ from dataLoader.depth_files import save_depth_table
 from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, load_poses_bounds
 from engine.cli import run_main
+from engine.depth_previews import preview_pattern, save_keypoint_previews
 
 
 def build_parser() -> configargparse.ArgumentParser:
@@ -74,9 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(table["depth"]) == 0:
         raise UserError(f"{sparse}: no 3D point lies inside the [near, far] bounds of {poses}")
     save_depth_table(out, table)
+    save_keypoint_previews(out, table, names, (int(rig.hwf[0]), int(rig.hwf[1])), datadir)
     counts = np.bincount(table["cam_index"], minlength=len(names))
     per_cam = ", ".join(f"{n}: {c}" for n, c in zip(names, counts, strict=True))
-    print(f"colmap2depth: wrote {out} ({len(table['depth'])} keypoints; {per_cam})")
+    print(f"colmap2depth: wrote {out} ({len(table['depth'])} keypoints; {per_cam}); previews {preview_pattern(out)}")
 
 
 if __name__ == "__main__":

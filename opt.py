@@ -11,6 +11,7 @@ from pathlib import Path
 
 import configargparse
 
+from dataLoader.atomic_io import write_text
 from dataLoader.errors import UserError
 
 DEPTH_LOSSES = ("mse", "ds_kl")
@@ -53,6 +54,11 @@ def _run(p):
     g.add_argument("--render_budget_mb", type=float, default=-1,
                    help="test rendering: memory for one ray chunk (-1: 6144 on CUDA, at most half the free memory; "
                         "192 on CPU)")
+    g.add_argument("--tensorboard", type=int, default=1,
+                   help="1: TensorBoard event files in RUN/tensorboard (tensorboard --logdir log)")
+    g.add_argument("--vis_every", type=int, default=1000,
+                   help="render n_vis test frames and log their PSNR every this many iterations (0: never)")
+    g.add_argument("--n_vis", type=int, default=3, help="test frames per test camera of a periodic test")
 
 
 def _model(p):
@@ -180,6 +186,4 @@ def save_config(cfg: argparse.Namespace, path: Path) -> None:
         if isinstance(val, (list, tuple)):
             val = "[" + ", ".join(str(v) for v in val) + "]"
         lines.append(f"{key} = {val}")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_text(path, "\n".join(lines) + "\n")

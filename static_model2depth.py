@@ -4,7 +4,8 @@ The static checkpoint's own normalization is applied to the rig's world poses (b
 must share one world: ``imgs2poses.py VIDEO --static_dir STATIC``); cameras outside the static
 capture's world are refused. Maps are rendered at the video dataset's training size.
 Output (``dataLoader.depth_files``): depth [K, H, W] float32 world-unit camera z, mask [K, H, W]
-bool, weight [K, H, W] (static opacity), cam_names, hw, world c2w, the normalization.
+bool, weight [K, H, W] (static opacity), cam_names, hw, world c2w, the normalization; beside it one
+preview PNG per camera (``all_depth_<cam>.png``: depth with a world-unit colour bar | mask).
 ``--config`` may be the dynamic run's config: datadir, downsample_train, test_cams and
 depthmap_npy_path are read from it; its other keys are ignored.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import configargparse
 
 from engine.cli import run_main
+from engine.depth_previews import preview_pattern, save_dense_previews
 from engine.setup import pick_device
 from engine.static_depth import DEPTH_STATS, ExportOptions, export_depth_file
 
@@ -48,9 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     out = out if out.is_absolute() else datadir / out
     dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample, bool(a.overwrite),
                               pick_device(a.device), ExportOptions(a.depth_stat, a.acc_min, a.spread_max))
+    save_dense_previews(out, dense.depth, dense.mask, dense.cam_names)
     h, w = dense.hw
     print(f"wrote {out}: {len(dense.cam_names)} cameras ({', '.join(dense.cam_names)}) {w}x{h}, depth on "
-          f"{100 * dense.mask.mean():.0f}% of pixels")
+          f"{100 * dense.mask.mean():.0f}% of pixels; previews {preview_pattern(out)}")
 
 
 if __name__ == "__main__":

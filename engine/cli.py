@@ -1,6 +1,7 @@
 """Command-line plumbing shared by every stage script.
 
-``run_main(main)`` sets up logging and turns a :class:`UserError` into one line on
+``run_main(main)`` sets up logging (routed through tqdm, so a log line never lands on a progress
+bar) and turns a :class:`UserError` into one line on
 stderr and exit code 2 (no traceback); Ctrl-C exits with 130.
 """
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dataLoader.errors import UserError
 
@@ -24,7 +27,8 @@ def run_main(main: Callable[[], object]) -> None:
     """Run a script's ``main``; user errors end with one line and exit code 2."""
     setup_logging()
     try:
-        main()
+        with logging_redirect_tqdm():
+            main()
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)

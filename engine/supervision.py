@@ -69,6 +69,7 @@ class DenseDepthSupervision:
 
     def __init__(self, cfg: argparse.Namespace, data, device):
         self.cfg = cfg
+        self.last_fraction: torch.Tensor | None = None
         path = _resolve(cfg.datadir, cfg.depthmap_npy_path)
         dense = load_dense_depth(path)
         if tuple(dense.hw) != (data.h, data.w):
@@ -107,6 +108,7 @@ class DenseDepthSupervision:
 
     def loss_terms(self, model, batch: RayBatch, out, label: torch.Tensor, step: int) -> dict:
         weight = batch.depth_weight * (~label).float()
+        self.last_fraction = (weight > 0).float().mean()  # supervised share of the batch (a device tensor)
         return {"depth": depth_weight_at(self.cfg, step) * _depth_loss(self.cfg, out, batch.depth,
                                                                        batch.depth_sigma, weight)}
 
@@ -116,6 +118,7 @@ class SparseDepthSupervision:
 
     def __init__(self, cfg: argparse.Namespace, data, device):
         self.cfg, self.device = cfg, device
+        self.last_fraction: torch.Tensor | None = None
         path = _resolve(cfg.datadir, cfg.colmap_depth_path)
         sp = load_sparse_depth(path)
         sp.check_cameras(path, data.cam_names)
@@ -157,6 +160,7 @@ class SparseDepthSupervision:
         rays = RayBatch(self.origins[i], self.dirs[i])
         kp = model(rays, jitter=True, ray_dynamic=torch.zeros(len(i), dtype=torch.bool, device=self.device))
         loss = _depth_loss(self.cfg, kp, self.t[i], self.sigma[i], self.weight[i])
+        self.last_fraction = (self.weight[i] > 0).float().sum() / len(batch.origins)  # per colour-batch ray
         return {"depth": depth_weight_at(self.cfg, step) * loss}
 
 

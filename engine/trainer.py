@@ -15,7 +15,6 @@ exits with one line, see :mod:`engine.signals`).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler
 from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
+from engine.monitor import Monitor
 from engine.precision import device_name, resolve_precision
 from engine.schedule import GridSchedule, lr_factor, n_to_reso
 from engine.signals import StopRequest, TrainingInterrupted
@@ -71,6 +71,7 @@ class Trainer:
         self.rebuild_optimizer()
         if state:
             self._restore(state)
+        self.monitor = Monitor(cfg, self.run_dir, self.history)  # TensorBoard, periodic tests, history.json
 
     # ------------------------------------------------------------------ state
     def _load_resume_state(self) -> dict:
@@ -127,9 +128,7 @@ class Trainer:
         return path
 
     def _write_history(self) -> None:
-        tmp = self.run_dir / ".history.json.tmp"
-        tmp.write_text(json.dumps(self.history))
-        tmp.replace(self.run_dir / "history.json")
+        self.monitor.flush()
 
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:
@@ -145,7 +144,7 @@ class Trainer:
             finally:
                 bar.close()
             ckpt = self.save()
-            self._write_history()
+            self.monitor.close()
             if stop.signal is not None:
                 self._stop(stop, ckpt)
         return ckpt
@@ -164,6 +163,8 @@ class Trainer:
             self.elapsed = time.perf_counter() - t0
             if logging_step:
                 self._log(loss, psnr, bar)
+            if self.monitor.test_due(self.step):
+                t0 += self.monitor.test_step(self)  # test time is not training time
             if self.step % self.cfg.save_every == 0:
                 self.save()
 
@@ -173,13 +174,8 @@ class Trainer:
                                   f"{ckpt}; continue with --resume 1 --ckpt {ckpt}")
 
     def _log(self, loss: float, psnr: float, bar) -> None:
-        for key, val in zip(("iteration", "time_s", "loss", "psnr"), (self.step, self.elapsed, loss, psnr)):
-            self.history[key].append(val)
-        # one {term name: value} per logged iteration (terms such as "depth" exist only when active)
-        self.history.setdefault("loss_terms", []).append({k: float(v) for k, v in self.last_terms.items()})
-        rays_s = self.step * self.cfg.batch_size / max(self.elapsed, 1e-9)
-        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", rays_s=f"{rays_s:.0f}")
-        bar.update(self.step - bar.n)
+        # history entry (loss_terms: one {term name: value} per log step), TensorBoard, bar, history.json
+        self.monitor.log_step(self, loss, psnr, bar)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration -> (loss, batch PSNR) as 0-d device tensors; nothing here waits for the device."""

@@ -22,6 +22,7 @@ import static_model2depth
 from bench.sfm_accuracy import SMALLEST_RELIABLE
 from dataLoader.depth_files import load_dense_depth
 from dataLoader.synthetic_scene import write_scene
+from dataLoader.video_io import read_png
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = SMALLEST_RELIABLE
@@ -61,6 +62,8 @@ def test_photos_only_capture_to_depth_supervised_training(tmp_path):
     static_model2depth.main(["--ckpt", str(runs / "static" / "ckpt.pt"), "--datadir", str(video)])
     dense = load_dense_depth(video / "depth" / "all_depth.npz")
     assert list(dense.cam_names) == ["cam01", "cam02", "cam03", "cam04"]  # every training camera
+    for cam in dense.cam_names:  # a labelled preview (map | mask) per camera beside the file
+        assert read_png(video / "depth" / f"all_depth_{cam}.png").shape[2] == 3
     ratios, errors = [], []
     for k, cam in enumerate(dense.cam_names):
         gt = np.load(truth / "gt_depth" / f"{cam}.npy")[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dataLoader.atomic_io import write_png, write_video
 from dataLoader.errors import UserError
 from dataLoader.video_io import (
     extract_frames,
@@ -15,8 +16,6 @@ from dataLoader.video_io import (
     probe_video,
     read_png,
     read_video,
-    write_png,
-    write_video,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
