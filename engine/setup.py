@@ -97,7 +97,9 @@ def model_config(cfg: argparse.Namespace, n_frames: int, ndc: bool, near_far: tu
         rm_weight_mask_thre=cfg.rm_weight_mask_thre, dynamic_threshold=cfg.dynamic_threshold,
         dynamic_granularity=cfg.dynamic_granularity,
         point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
-        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size)
+        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size, zero_dynamic_sigma=bool(cfg.zero_dynamic_sigma),
+        zero_dynamic_sigma_thresh=cfg.zero_dynamic_sigma_thresh, sigma_static_thresh=cfg.sigma_static_thresh,
+        alpha_mask_distance_scale=bool(cfg.alpha_mask_distance_scale))
 
 
 def new_model(cfg: argparse.Namespace, data, device):

@@ -30,7 +30,8 @@ from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.monitor import Monitor
 from engine.precision import device_name, resolve_precision
-from engine.schedule import GridSchedule, lr_factor, n_to_reso
+from engine.regularize import regularizer_terms, train_dynamic_rays
+from engine.schedule import GridSchedule, lr_factor, n_to_reso, upsample_reset_factor
 from engine.signals import StopRequest, TrainingInterrupted
 from engine.supervision import build_depth_supervision
 from models import losses
@@ -114,6 +115,9 @@ class Trainer:
 
     def _set_lr(self) -> None:
         f = lr_factor(self.step, self.cfg.n_iters, self.cfg.lr_decay, self.cfg.lr_decay_target_ratio)
+        if self.cfg.lr_upsample_reset:
+            f = upsample_reset_factor(self.step, self.cfg.n_iters, self.cfg.lr_decay, self.cfg.lr_decay_target_ratio,
+                                      self.schedule.upsample_at)
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * f
 
@@ -189,7 +193,7 @@ class Trainer:
         batch = batch.to(self.device)
         label = batch.std > self.cfg.temporal_variance_threshold
         with self.precision.autocast():
-            out = self.model(batch, jitter=True, ray_dynamic=None if self.model.cfg.static_only else label)
+            out = self.model(batch, jitter=True, **train_dynamic_rays(self.cfg, self.model, label))
         terms = self.loss_terms(batch, out, label)
         if self.depth is not None:
             terms.update(self.depth.loss_terms(self.model, batch, out, label, self.step))
@@ -207,7 +211,8 @@ class Trainer:
     def loss_terms(self, batch: RayBatch, out, label: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named loss terms of one batch (colour, TV, variation field)."""
         c, m = self.cfg, self.model
-        tv_scale = 1e-2 * lr_factor(self.step, c.n_iters, c.lr_decay, c.lr_decay_target_ratio)
+        lr_f = lr_factor(self.step, c.n_iters, c.lr_decay, c.lr_decay_target_ratio)
+        tv_scale = c.tv_scale * lr_f
         terms = {
             "static_rgb": losses.mse(out.static_rgb.float(), batch.rgb.mean(1)),
             "tv_static": tv_scale * (c.TV_weight_density * m.density.tv_loss()
@@ -218,6 +223,7 @@ class Trainer:
             terms["tv_dynamic"] = tv_scale * c.TV_dynamic_factor * (
                 c.TV_weight_density * m.dyn_density.tv_loss() + c.TV_weight_app * m.dyn_appearance.tv_loss())
             terms["variation_bce"] = c.variation_weight * losses.variation_bce(out.ray_logit.float(), label)
+        terms.update(regularizer_terms(c, out, lr_f))
         return terms
 
     def after_step(self) -> None:
@@ -235,13 +241,16 @@ class Trainer:
         if count is not None:
             self.model.upsample(n_to_reso(count, self.model.aabb))
             changed = True
+        if count is not None and self.cfg.variation_refit_iters > 0 and not self.model.cfg.static_only:
+            self.warmup_variation(self.cfg.variation_refit_iters)
         if changed:
             self.rebuild_optimizer()
             log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
 
-    def warmup_variation(self) -> None:
-        """Pre-train the variation field against the std label (cheap: no colour heads)."""
-        n = self.cfg.n_variation_iters
+    def warmup_variation(self, n_iters: int | None = None) -> None:
+        """(Re)fit the variation field against the std label (cheap: no colour heads); n_iters defaults
+        to ``n_variation_iters`` (the warm-up before the main loop)."""
+        n = self.cfg.n_variation_iters if n_iters is None else n_iters
         if n <= 0:
             return
         params = self.model.variation.grid_parameters()
