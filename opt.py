@@ -59,6 +59,9 @@ def _run(p):
     g.add_argument("--progress_refresh_rate", type=int, default=10, help="progress-bar update interval")
     g.add_argument("--render_test", type=int, default=1, help="evaluate and render test cameras at the end")
     g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
+    g.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="test rendering: memory for one ray chunk (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
     g.add_argument("--tensorboard", type=int, default=1,
                    help="1: TensorBoard event files in RUN/tensorboard (tensorboard --logdir log)")
     g.add_argument("--vis_every", type=int, default=1000,
@@ -147,7 +150,9 @@ def _optim(p):
                    help="variation-field refit iterations after each upsample (MixVoxels retrains it)")
     g.add_argument("--alpha_mask_distance_scale", type=int, default=1,
                    help="1: alpha-mask test uses step * distance_scale; 0: the step only (MixVoxels)")
-    g.add_argument("--amp", type=int, default=1, help="mixed precision (CUDA only)")
+    g.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast "
+                        "(CUDA: bfloat16, float16 + GradScaler before Ampere; CPU: bfloat16)")
 
 
 def _depth(p):

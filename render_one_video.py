@@ -55,8 +55,13 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--freeze_frame", type=int, default=0, help="bullet_time: the frozen frame")
     p.add_argument("--png", type=int, default=0, choices=(0, 1), help="also write PNG frames")
     p.add_argument("--out_dir", default="", help="output folder (empty: RUN/videos)")
-    p.add_argument("--max_buffer_mb", type=int, default=1024, help="float frames held at once while rendering")
+    p.add_argument("--max_buffer_mb", type=int, default=1024, help="float frames kept in RAM (beyond: a temp file)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast")
+    p.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="memory for one ray chunk's working set (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
     p.add_argument("--fragments", nargs="*", default=[],
                    help="other fragment checkpoints (train_fragments.py): rendered like --ckpt, joined in order")
     return p
