@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from dataLoader.errors import UserError
-from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, scan_frames, target_size
-from dataLoader.poses import CameraRig, SceneNormalization, load_poses_bounds
+from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, target_size
+from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import camera_rays, ndc_rays, pixel_directions
 from dataLoader.rig_geometry import (
     NDC_BOX,
@@ -25,6 +25,7 @@ from dataLoader.rig_geometry import (
     min_near,
     view_spread_deg,
 )
+from dataLoader.scene_files import frames_factor, load_scene_files
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class DataOptions:
     scene_box: tuple[float, ...] = ()  # empty: NDC_BOX for NDC rays, the cameras' frusta when bounded
     ndc: bool | None = None  # None: forward-facing rigs get NDC rays, others bounded metric rays
     std_blur_kernel: int = 0  # 0: auto
+    exclude_cams: tuple[str, ...] = ()  # camera names whose frames and pose rows are dropped
 
 
 def check_aspect(rig: CameraRig, hw: tuple[int, int], poses_path: Path) -> None:
@@ -100,18 +102,18 @@ class VideoDataset:
         if not datadir.is_dir():
             raise UserError(f"{datadir}: data directory not found")
         self.opts = opts
-        poses_path = datadir / "poses_bounds.npy"
-        self.rig = load_poses_bounds(poses_path)
-        src = scan_frames(datadir, opts.frame_start, opts.n_frames)
-        check_rig_matches_cameras(self.rig, src.cam_names, poses_path)
+        scene = load_scene_files(datadir, opts.frame_start, opts.n_frames, opts.exclude_cams)
+        poses_path, self.rig, src = scene.poses_path, scene.rig, scene.src
+        self.excluded = scene.excluded
         check_aspect(self.rig, src.hw, poses_path)
         self.cam_names = src.cam_names
-        small = target_size(src.hw, opts.downsample)
+        factor = frames_factor(self.rig, src.hw, opts.downsample, datadir / "frames")
+        small = target_size(src.hw, factor)
         if min(small) < MIN_SIDE:
             raise UserError(f"--downsample_train {opts.downsample:g}: the {src.hw[1]}x{src.hw[0]} frames would be "
                             f"{small[1]}x{small[0]} pixels (at least {MIN_SIDE} per side needed)")
-        blur = opts.std_blur_kernel or auto_blur_kernel(target_size(src.hw, opts.downsample)[1])
-        self.cache = FrameCache.open(build_cache(datadir, src, opts.downsample, blur))
+        blur = opts.std_blur_kernel or auto_blur_kernel(small[1])
+        self.cache = FrameCache.open(build_cache(datadir, src, factor, blur))
         self.h, self.w = self.cache.meta["hw"]
         self.n_frames = self.cache.meta["n_frames"]
         own = self._normalization(opts, find_box=normalization is None)  # a given one brings its own box

@@ -57,11 +57,13 @@ def image_files(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def list_cameras(datadir: Path) -> list[Path]:
+def list_cameras(datadir: Path, exclude: tuple[str, ...] = ()) -> list[Path]:
+    """Sorted camera folders ``frames/camXX`` (hidden ones and the names in ``exclude`` skipped)."""
     frames = datadir / "frames"
     if not frames.is_dir():
         raise UserError(f"{frames}: no frames folder (run tools/prepare_video.py on the videos first)")
-    cams = sorted(p for p in frames.iterdir() if p.is_dir() and not p.name.startswith("."))
+    cams = sorted(p for p in frames.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name not in exclude)
     if not cams:
         raise UserError(f"{frames}: no camera folders")
     return cams
@@ -84,9 +86,11 @@ def image_size(path: Path) -> tuple[int, int]:
     return int(props.shape[0]), int(props.shape[1])
 
 
-def scan_frames(datadir: Path, frame_start: int = 0, n_frames: int = -1) -> FrameSource:
-    """Validate ``frames/camXX/*`` and select [frame_start, frame_start + n_frames) of every camera."""
-    cams = list_cameras(datadir)
+def scan_frames(datadir: Path, frame_start: int = 0, n_frames: int = -1,
+                exclude: tuple[str, ...] = ()) -> FrameSource:
+    """Validate ``frames/camXX/*`` and select [frame_start, frame_start + n_frames) of every camera
+    (camera folders named in ``exclude`` are skipped unread)."""
+    cams = list_cameras(datadir, exclude)
     all_files = [image_files(c) for c in cams]
     counts = {c.name: len(f) for c, f in zip(cams, all_files)}
     if len(set(counts.values())) != 1:

@@ -1,6 +1,7 @@
 """Schedules as data: grid resolution growth, alpha-mask updates, learning-rate factors."""
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -49,3 +50,14 @@ def lr_factor(step: int, n_iters: int, kind: str, target_ratio: float = 0.1) -> 
     if kind == "cosine":
         return max(math.cos(math.pi / 2 * frac), 1e-3)
     return target_ratio ** frac
+
+
+def upsample_reset_factor(step: int, n_iters: int, kind: str, target_ratio: float,
+                          upsample_at: tuple[int, ...]) -> float:
+    """MixVoxels' lr restart at each upsample u: lr0 * f(step) / f(u), f the decay factor (1 before any)."""
+    k = bisect.bisect_right(sorted(upsample_at), step)
+    f = lr_factor(step, n_iters, kind, target_ratio)
+    if k == 0:
+        return f
+    u = sorted(upsample_at)[k - 1]
+    return min(1.0, f / lr_factor(u, n_iters, kind, target_ratio))

@@ -17,9 +17,10 @@ from models import build_model
 from models.mixvoxels import ModelConfig
 
 # Keys that may differ between a checkpoint's config and a resumed run.
-RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "save_every", "progress_refresh_rate", "overwrite",
+RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "amp", "render_budget_mb", "save_every", "progress_refresh_rate",
+                    "overwrite",
                     "render_test", "n_test_images", "config", "base_config", "depth_config", "n_iters",
-                    "basedir", "data_root", "datadir", "expname",
+                    "basedir", "data_root", "datadir", "expname", "schedule",
                     "tensorboard", "vis_every", "n_vis"}
 
 
@@ -86,7 +87,8 @@ def data_options(cfg: argparse.Namespace) -> DataOptions:
     return DataOptions(
         datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
         n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
-        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel)
+        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel,
+        exclude_cams=tuple(getattr(cfg, "exclude_cams", ())))
 
 
 def model_config(cfg: argparse.Namespace, n_frames: int, ndc: bool, near_far: tuple[float, float]) -> ModelConfig:
@@ -102,7 +104,9 @@ def model_config(cfg: argparse.Namespace, n_frames: int, ndc: bool, near_far: tu
         rm_weight_mask_thre=cfg.rm_weight_mask_thre, dynamic_threshold=cfg.dynamic_threshold,
         dynamic_granularity=cfg.dynamic_granularity,
         point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
-        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size)
+        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size, zero_dynamic_sigma=bool(cfg.zero_dynamic_sigma),
+        zero_dynamic_sigma_thresh=cfg.zero_dynamic_sigma_thresh, sigma_static_thresh=cfg.sigma_static_thresh,
+        alpha_mask_distance_scale=bool(cfg.alpha_mask_distance_scale))
 
 
 def new_model(cfg: argparse.Namespace, data, device):
