@@ -7,12 +7,14 @@ Derived values are computed by :func:`resolve`, never by assigning to the parsed
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import configargparse
 
 from dataLoader.atomic_io import write_text
 from dataLoader.errors import UserError
+from engine.config_checks import check_config_files, check_training_config
 
 DEPTH_LOSSES = ("mse", "ds_kl")
 
@@ -26,7 +28,11 @@ def _data(p):
     g = p.add_argument_group("data")
     g.add_argument("--datadir", type=str, default="", help="scene directory (relative to data_root unless absolute)")
     g.add_argument("--data_root", type=str, default=".", help="root for relative datadir paths")
-    g.add_argument("--downsample_train", type=float, default=1.0, help="divide image size by this")
+    g.add_argument("--downsample", "--downsample_train", dest="downsample_train", type=float, default=1.0,
+                   help="train at the capture size (H, W in poses_bounds.npy) divided by this; frames already "
+                        "reduced by prepare_video.py are resized only by what remains")
+    g.add_argument("--exclude_cams", type=str, nargs="*", default=[],
+                   help="camera names (e.g. cam13) whose frames and pose rows are dropped")
     g.add_argument("--frame_start", type=int, default=0, help="first frame used")
     g.add_argument("--n_frames", type=int, default=-1, help="number of frames T (-1: all)")
     g.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out camera indices")
@@ -41,7 +47,10 @@ def _data(p):
 def _run(p):
     g = p.add_argument_group("run")
     g.add_argument("--basedir", type=str, default="log", help="runs are written to basedir/expname")
-    g.add_argument("--expname", type=str, default="", help="run name (default: the config file's stem)")
+    g.add_argument("--expname", type=str, default="",
+                   help="run name (default: the config file's stem, then _<schedule> when a schedule is named)")
+    g.add_argument("--schedule", type=str, default="",
+                   help="schedule name (T, S, M, L; set by configs/base/*.txt), appended to the default run name")
     g.add_argument("--overwrite", type=int, default=0, help="1: allow reusing an existing run dir")
     g.add_argument("--seed", type=int, default=0, help="seed for every RNG")
     g.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -51,6 +60,9 @@ def _run(p):
     g.add_argument("--progress_refresh_rate", type=int, default=10, help="progress-bar update interval")
     g.add_argument("--render_test", type=int, default=1, help="evaluate and render test cameras at the end")
     g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
+    g.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="test rendering: memory for one ray chunk (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
     g.add_argument("--tensorboard", type=int, default=1,
                    help="1: TensorBoard event files in RUN/tensorboard (tensorboard --logdir log)")
     g.add_argument("--vis_every", type=int, default=1000,
@@ -143,7 +155,9 @@ def _optim(p):
                    help="variation-field refit iterations after each upsample (MixVoxels retrains it)")
     g.add_argument("--alpha_mask_distance_scale", type=int, default=1,
                    help="1: alpha-mask test uses step * distance_scale; 0: the step only (MixVoxels)")
-    g.add_argument("--amp", type=int, default=1, help="mixed precision (CUDA only)")
+    g.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast "
+                        "(CUDA: bfloat16, float16 + GradScaler before Ampere; CPU: bfloat16)")
 
 
 def _depth(p):
@@ -178,14 +192,34 @@ def build_parser() -> configargparse.ArgumentParser:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    """Parse the command line; MixVoxels' own config files are translated on the way
+    (:mod:`engine.mixvoxels_config`: known keys mapped, the others named in one warning);
+    ``--resume 1 --ckpt X`` without ``--config`` uses X's stored config as defaults."""
+    from engine.mixvoxels_config import translated_argv
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check_config_files(argv)
+    parser = build_parser()
+    with translated_argv(argv, frozenset(a.dest for a in parser._actions)) as (args, originals):
+        known, _ = parser.parse_known_args(args)
+        if known.resume and known.ckpt and not (known.config or known.base_config):
+            from engine.run_dir import checkpoint_defaults  # nothing to load unless resuming
+
+            parser.set_defaults(**checkpoint_defaults(known.ckpt))
+        cfg = parser.parse_args(args)
+    for key, path in originals.items():
+        setattr(cfg, key, path)
+    return cfg
 
 
 def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     """Derived values as a new namespace: expname, absolute datadir, blur kernel."""
+    check_training_config(cfg)
     out = argparse.Namespace(**vars(cfg))
     if not out.expname:
         out.expname = Path(cfg.config).stem if cfg.config else Path(cfg.datadir.rstrip("/")).name or "run"
+        if getattr(cfg, "schedule", ""):
+            out.expname += f"_{cfg.schedule}"
     if not cfg.datadir:
         raise UserError("config: datadir is not set")
     datadir = Path(cfg.datadir)

@@ -32,6 +32,7 @@ from engine.cli import run_main
 from engine.fragments import render_fragments
 from engine.paths import PATHS
 from engine.render import MODES
+from engine.stage_args import DOWNSAMPLE_HELP
 from engine.workflow import VideoRequest, render_video
 
 
@@ -45,7 +46,8 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--mode", default="rgb", choices=MODES, help="colour, depth, or both side by side")
     p.add_argument("--frames", default="", help="frame range a:b (b exclusive; empty: all frames)")
     p.add_argument("--fps", type=float, default=30.0, help="video frame rate")
-    p.add_argument("--downsample", type=float, default=1.0, help="render at (H/k, W/k)")
+    p.add_argument("--downsample", "--downsample_train", dest="downsample", type=float, default=0.0,
+                   help=DOWNSAMPLE_HELP + " (0: the size the model was trained at)")
     p.add_argument("--path", default="", choices=("",) + PATHS, help="render a camera path instead of a camera")
     p.add_argument("--render_path", type=int, default=0, choices=(0, 1), help="seed-workflow alias of --path spiral")
     p.add_argument("--path_file", default="", help="JSON camera path (format above)")
@@ -53,8 +55,14 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--freeze_frame", type=int, default=0, help="bullet_time: the frozen frame")
     p.add_argument("--png", type=int, default=0, choices=(0, 1), help="also write PNG frames")
     p.add_argument("--out_dir", default="", help="output folder (empty: RUN/videos)")
-    p.add_argument("--max_buffer_mb", type=int, default=1024, help="float frames held at once while rendering")
+    p.add_argument("--max_buffer_mb", type=int, default=1024, help="float frames kept in RAM (beyond: a temp file)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast")
+    p.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="memory for one ray chunk's working set (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
+    p.add_argument("--overwrite", type=int, default=0, choices=(0, 1), help="1: replace an existing video/PNGs")
     p.add_argument("--fragments", nargs="*", default=[],
                    help="other fragment checkpoints (train_fragments.py): rendered like --ckpt, joined in order")
     return p
@@ -70,5 +78,10 @@ def main() -> None:
     print(render_fragments(req, fragments) if fragments else render_video(req))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

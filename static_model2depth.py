@@ -1,4 +1,4 @@
-"""Stage: render a static model's depth at a video rig's cameras -> ``depth/all_depth.npz`` (SPEC §5.1).
+"""Stage: render a static model's depth at a video rig's cameras -> ``depth/all_depth.npz``.
 
 The static checkpoint's own normalization is applied to the rig's world poses (both captures
 must share one world: ``imgs2poses.py VIDEO --static_dir STATIC``); cameras outside the static
@@ -10,8 +10,8 @@ views' PSNR (train it with ``--test_cams``) is printed too.
 Output (``dataLoader.depth_files``): depth [K, H, W] float32 world-unit camera z, mask [K, H, W]
 bool, weight [K, H, W] (static opacity), cam_names, hw, world c2w, the normalization; beside it one
 preview PNG per camera (``all_depth_<cam>.png``: depth with a world-unit colour bar | mask).
-``--config`` may be the dynamic run's config: datadir, downsample_train, test_cams and
-depthmap_npy_path are read from it; its other keys are ignored.
+``--config`` may be the dynamic run's config: datadir, data_root, downsample, exclude_cams, test_cams
+and depthmap_npy_path are read from it; its other keys are ignored.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import configargparse
 from engine.cli import run_main
 from engine.depth_previews import preview_pattern, save_dense_previews
 from engine.setup import pick_device
+from engine.stage_args import add_datadir, add_downsample, datadir_of
 from engine.static_depth import DEPTH_STATS, ExportOptions, export_depth_file, report_held_out
 
 
@@ -30,13 +31,12 @@ def build_parser() -> configargparse.ArgumentParser:
                                       config_file_parser_class=configargparse.DefaultConfigFileParser)
     p.add_argument("--config", is_config_file=True, help="the dynamic run's config (optional)")
     p.add_argument("--ckpt", required=True, help="STATIC model checkpoint (train.py --static_only 1)")
-    p.add_argument("--datadir", required=True, help="video scene (poses_bounds.npy, frames/camXX/)")
-    p.add_argument("--data_root", default=".", help="root for a relative datadir")
+    add_datadir(p, positional=False, help="video scene (poses_bounds.npy, frames/camXX/)")
+    p.add_argument("--exclude_cams", nargs="*", default=[], help="cameras left out (as in training)")
     p.add_argument("--cam_num_list", type=int, nargs="*", default=None,
                    help="camera rows to render (default: all but --test_cams)")
     p.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out cameras (not rendered)")
-    p.add_argument("--downsample", "--downsample_train", dest="downsample", type=float, default=1.0,
-                   help="the video's training downsample (maps are rendered at that size)")
+    add_downsample(p)
     p.add_argument("--depthmap_npy_path", default="depth/all_depth.npz", help="output (relative to datadir)")
     p.add_argument("--depth_stat", default="median", choices=DEPTH_STATS, help="per-pixel depth statistic")
     p.add_argument("--acc_min", type=float, default=0.5, help="no depth where static opacity is below this")
@@ -54,13 +54,13 @@ def build_parser() -> configargparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    datadir = Path(a.datadir) if Path(a.datadir).is_absolute() else Path(a.data_root) / a.datadir
+    datadir = Path(datadir_of(a))
     out = Path(a.depthmap_npy_path)
     out = out if out.is_absolute() else datadir / out
     opts = ExportOptions(a.depth_stat, a.acc_min, a.spread_max, consistency_tol=a.consistency_tol,
                          min_consistent=a.min_consistent, allow_inconsistent=bool(a.allow_inconsistent))
     dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample, bool(a.overwrite),
-                              pick_device(a.device), opts)
+                              pick_device(a.device), opts, tuple(a.exclude_cams))
     report_held_out(a.ckpt)
     save_dense_previews(out, dense.depth, dense.mask, dense.cam_names)
     h, w = dense.hw
@@ -68,5 +68,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{100 * dense.mask.mean():.0f}% of pixels; previews {preview_pattern(out)}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -18,20 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-import opt  # noqa: E402
-from dataLoader.depth_files import save_depth_table  # noqa: E402
-from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
-from dataLoader.synthetic_scene import write_scene  # noqa: E402
-from engine.evaluate import evaluate_camera  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+import opt
+from dataLoader.depth_files import save_depth_table
+from dataLoader.synthetic_keypoints import gt_keypoint_table
+from dataLoader.synthetic_scene import write_scene
+from engine.evaluate import evaluate_camera
+from engine.trainer import Trainer
 
 # Settings shared by both runs (the schedule scales with --n_iters, see schedule()).
 TRAIN_ARGS = [

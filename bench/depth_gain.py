@@ -22,28 +22,26 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+import torch
+
+import opt
+from dataLoader.depth_files import load_dense_depth, save_depth_table
+from dataLoader.synthetic_keypoints import gt_keypoint_table
+from dataLoader.synthetic_scene import make_scene, render_view, write_scene
+from engine.evaluate import load_gt_depth
+from engine.metrics import depth_metrics, evaluate_video
+from engine.render import render_pose
+from engine.static_depth import export_depth_file, prepare_static_capture
+from engine.trainer import Trainer
+from engine.visualize import colorize_depth, save_png
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import opt  # noqa: E402
-from dataLoader.depth_files import load_dense_depth, save_depth_table  # noqa: E402
-from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
-from dataLoader.synthetic_scene import make_scene, render_view, write_scene  # noqa: E402
-from engine.evaluate import load_gt_depth  # noqa: E402
-from engine.metrics import depth_metrics, evaluate_video  # noqa: E402
-from engine.render import render_pose  # noqa: E402
-from engine.static_depth import export_depth_file, prepare_static_capture  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from engine.visualize import colorize_depth, save_png  # noqa: E402
 
 # Dynamic runs: a small MixVoxels for CPU minutes (schedule scaled by --iters).
 MODEL = ["--n_variation_iters", "100", "--n_lamb_sigma", "8", "4", "4", "--n_lamb_sh", "16", "8", "8",

@@ -21,20 +21,17 @@ import mmap
 import os
 import platform
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-import opt  # noqa: E402
-from dataLoader.dataset import VideoDataset  # noqa: E402
-from dataLoader.synthetic_scene import write_scene  # noqa: E402
-from engine.setup import data_options  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+import opt
+from dataLoader.dataset import VideoDataset
+from dataLoader.synthetic_scene import write_scene
+from engine.setup import data_options
+from engine.trainer import Trainer
 
 GIB = 1024 ** 3
 

@@ -11,19 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from engine.checkpoint import load_model  # noqa: E402
-from engine.paths import make_path  # noqa: E402
-from engine.render import iter_camera_frames, iter_path_frames, model_frames  # noqa: E402
-from engine.setup import pick_device  # noqa: E402
+from engine.checkpoint import load_model
+from engine.paths import make_path
+from engine.render import iter_camera_frames, iter_path_frames, model_frames
+from engine.setup import pick_device
 
 
 def best_time(fn, repeats: int) -> float:

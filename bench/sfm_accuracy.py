@@ -32,16 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import colmap2depth  # noqa: E402
-import imgs2poses  # noqa: E402
-from dataLoader import synthetic_scene  # noqa: E402
-from dataLoader.depth_files import SparseDepth, load_sparse_depth  # noqa: E402
-from dataLoader.errors import UserError  # noqa: E402
-from dataLoader.poses import load_poses_bounds  # noqa: E402
+import colmap2depth
+import imgs2poses
+from dataLoader import synthetic_scene
+from dataLoader.depth_files import SparseDepth, load_sparse_depth
+from dataLoader.errors import UserError
+from dataLoader.poses import load_poses_bounds
 
 VARIANTS = {  # name: (width, height, texture, fixed focal prior, static views)
     "smooth_96": (96, 72, "smooth", False, 0),

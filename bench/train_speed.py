@@ -9,20 +9,17 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import opt  # noqa: E402
-from engine.metrics import video_psnr  # noqa: E402
-from engine.render import render_pose  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+import opt
+from engine.metrics import video_psnr
+from engine.render import render_pose
+from engine.trainer import Trainer
 
 
 def test_psnr(trainer: Trainer) -> float:

@@ -1,4 +1,4 @@
-"""Image, video and depth metrics computed on raw float renders (SPEC §7).
+"""Image, video and depth metrics computed on raw float renders.
 
 Shape letters: T frames, H/W pixels. Colour inputs are float in [0, 1] (torch tensors or numpy
 arrays; uint8 is accepted and divided by 255). Every metric uses a data range of 1.0.
@@ -215,7 +215,8 @@ def depth_metrics(pred, gt, mask=None) -> dict:
 
 
 # ----------------------------------------------------------------------------- optional metrics
-LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"  # torchvision AlexNet weights used by lpips(net="alex")
+# torchvision backbone weights lpips loads from the torch hub cache (TORCH_HOME/hub/checkpoints)
+LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 
 
 def _float_frames(x, start: int, stop: int) -> np.ndarray:
@@ -224,26 +225,36 @@ def _float_frames(x, start: int, stop: int) -> np.ndarray:
     return _as_tensor(x[start:stop]).cpu().float().numpy()
 
 
-def _lpips(pred, gt, fps: float) -> dict:
-    import lpips  # optional dependency
-
-    lin = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
-    backbone = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILE
+def _lpips_net(lpips, net: str, pred, gt, device=None) -> dict:
+    """Mean LPIPS over frames with one backbone, or unavailable when its weights are not on disk."""
+    lin = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    backbone = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[net]
     missing = [str(f) for f in (lin, backbone) if not f.is_file()]
     if missing:
-        return unavailable(f"LPIPS weights not present locally (no download attempted): {missing}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
+        return unavailable(f"LPIPS-{net} weights not present locally (no download attempted): {missing}")
+    device = torch.device(device or "cpu")  # the evaluation's device, never a GPU it was not given
+    model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
     vals = []
     with torch.no_grad():
         for s in range(0, pred.shape[0], FRAME_CHUNK):
             p = torch.as_tensor(_float_frames(pred, s, s + FRAME_CHUNK), device=device).permute(0, 3, 1, 2)
             g = torch.as_tensor(_float_frames(gt, s, s + FRAME_CHUNK), device=device).permute(0, 3, 1, 2)
             vals.append(model(p, g, normalize=True).flatten().double().cpu())
-    return {"available": True, "value": float(torch.cat(vals).mean()), "net": "alex"}
+    return {"available": True, "value": float(torch.cat(vals).mean())}
 
 
-def _flip(pred, gt, fps: float) -> dict:
+def _lpips(pred, gt, fps: float, device=None) -> dict:
+    """LPIPS-Alex as the value (the one MixVoxels' tables report) and LPIPS-VGG beside it."""
+    import lpips  # optional dependency (needs a torchvision matching the installed torch)
+
+    alex = _lpips_net(lpips, "alex", pred, gt, device)
+    if not alex["available"]:
+        return alex
+    return {"available": True, "value": alex["value"], "net": "alex",
+            "vgg": _lpips_net(lpips, "vgg", pred, gt, device)}
+
+
+def _flip(pred, gt, fps: float, device=None) -> dict:
     import flip_evaluator  # optional dependency (pip package "flip-evaluator")
 
     # evaluate(reference, test, "LDR") -> (error_map [H,W], mean_error, parameters)
@@ -252,7 +263,7 @@ def _flip(pred, gt, fps: float) -> dict:
     return {"available": True, "value": float(np.mean(vals)), "mode": "LDR", "lower_is_better": True}
 
 
-def _jod(pred, gt, fps: float) -> dict:
+def _jod(pred, gt, fps: float, device=None) -> dict:
     import pyfvvdp  # optional dependency
 
     pred, gt = _float_frames(pred, 0, len(pred)), _float_frames(gt, 0, len(gt))  # one score for the whole clip
@@ -268,9 +279,9 @@ def _jod(pred, gt, fps: float) -> dict:
 OPTIONAL_METRICS = {"lpips": _lpips, "flip": _flip, "jod": _jod}
 
 
-def _run_optional(name: str, fn, pred, gt, fps: float) -> dict:
+def _run_optional(name: str, fn, pred, gt, fps: float, device=None) -> dict:
     try:
-        return fn(pred, gt, fps)
+        return fn(pred, gt, fps, device)
     except ImportError as e:
         return unavailable(f"{name}: package not importable ({e})")
     except Exception as e:  # a failing optional metric must not abort evaluation
@@ -278,15 +289,15 @@ def _run_optional(name: str, fn, pred, gt, fps: float) -> dict:
         return unavailable(f"{name} failed: {type(e).__name__}: {e}")
 
 
-def optional_metrics(pred, gt, fps: float = 30.0, names=tuple(OPTIONAL_METRICS)) -> dict:
+def optional_metrics(pred, gt, fps: float = 30.0, names=tuple(OPTIONAL_METRICS), device=None) -> dict:
     """pred, gt [T,H,W,3] or [H,W,3], float in [0,1] or uint8 -> {name: record} for LPIPS, FLIP and JOD.
 
     Each record is {"available": True, "value": float, ...} or {"available": False, "reason": str}.
     LPIPS is the mean over frames (lower is better), FLIP the mean over frames of the mean LDR-FLIP
     error (lower is better), JOD one FovVideoVDP score for the whole clip at ``fps`` (higher is
-    better, 10 = identical). Nothing is downloaded.
+    better, 10 = identical). Nothing is downloaded. LPIPS runs on ``device`` (default CPU).
     """
     if len(pred.shape) == 3:
         pred, gt = pred[None], gt[None]
     _check_pair(pred, gt, 4, "optional_metrics")
-    return {n: _run_optional(n, OPTIONAL_METRICS[n], pred, gt, fps) for n in names}
+    return {n: _run_optional(n, OPTIONAL_METRICS[n], pred, gt, fps, device) for n in names}

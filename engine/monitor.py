@@ -29,7 +29,7 @@ from dataLoader.atomic_io import write_json
 from engine.evaluate import load_gt_depth
 from engine.metrics import psnr as mse_to_psnr
 from engine.panels import depth_panel, frame_panel
-from engine.render import iter_camera_frames
+from engine.render import RenderSettings, iter_camera_frames
 from engine.report import ERROR_VMAX, chosen_frames
 from engine.schedule import lr_factor
 from engine.supervision import depth_weight_at
@@ -144,7 +144,9 @@ class Monitor:
             gt_depth = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, data.n_frames, (data.h, data.w))
             cam_err = []
             for t, rgb, depth in iter_camera_frames(trainer.model, data.c2w[k], data.h, data.w, data.focal,
-                                                    data.normalization, trainer.device, frames, progress=False):
+                                                    data.normalization, trainer.device, frames, progress=False,
+                                                    settings=RenderSettings(trainer.precision,
+                                                                            trainer.cfg.render_budget_mb)):
                 gt = np.asarray(data.cache.frames[k][:, :, t], np.float32) / 255.0  # cache: [H, W, T, 3]
                 cam_err.append(float(np.mean((rgb - gt) ** 2)))
                 self._pictures(cam, t, step, rgb, gt, depth, None if gt_depth is None else gt_depth[t])

@@ -17,18 +17,25 @@ from models import build_model
 from models.mixvoxels import ModelConfig
 
 # Keys that may differ between a checkpoint's config and a resumed run.
-RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "save_every", "progress_refresh_rate", "overwrite",
+RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "amp", "render_budget_mb", "save_every", "progress_refresh_rate",
+                    "overwrite",
                     "render_test", "n_test_images", "config", "base_config", "depth_config", "n_iters",
-                    "basedir", "data_root", "datadir", "expname",
+                    "basedir", "data_root", "datadir", "expname", "schedule",
                     "tensorboard", "vis_every", "n_vis"}
 
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"config: device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -80,7 +87,8 @@ def data_options(cfg: argparse.Namespace) -> DataOptions:
     return DataOptions(
         datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
         n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
-        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel)
+        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel,
+        exclude_cams=tuple(getattr(cfg, "exclude_cams", ())))
 
 
 def model_config(cfg: argparse.Namespace, n_frames: int, ndc: bool, near_far: tuple[float, float]) -> ModelConfig:
@@ -106,18 +114,6 @@ def new_model(cfg: argparse.Namespace, data, device):
     aabb = torch.as_tensor(data.normalization.aabb, dtype=torch.float32)
     mcfg = model_config(cfg, data.n_frames, data.normalization.ndc, data.near_far)
     return build_model("mixvoxels", mcfg, aabb, n_to_reso(cfg.N_voxel_init, aabb)).to(device)
-
-
-def prepare_run_dir(cfg: argparse.Namespace) -> Path:
-    """basedir/expname; refuses to reuse a directory holding another run unless overwrite or resume."""
-    run_dir = Path(cfg.basedir) / cfg.expname
-    if cfg.resume:
-        return Path(cfg.ckpt).resolve().parent
-    if (run_dir / "ckpt.pt").exists() and not cfg.overwrite:
-        raise UserError(f"{run_dir}: a run with this name exists; choose --expname, or pass --overwrite 1 "
-                        f"(or --resume 1 --ckpt {run_dir / 'ckpt.pt'})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dataLoader.depth_files import load_dense_depth, load_sparse_depth
+from dataLoader.depth_files import check_same_world, load_dense_depth, load_sparse_depth
 from dataLoader.depth_space import camera_z_to_ray_param
 from dataLoader.errors import UserError
 from dataLoader.rays import camera_rays, ndc_rays, pixel_directions
@@ -81,10 +81,13 @@ class DenseDepthSupervision:
         t, sig, w = [], [], []
         for k in data.train_idx:
             i = dense.index_of(data.cam_names[k])
-            _check_same_camera(path, data, k, dense.c2w[i])
+            check_same_world(path, [data.cam_names[k]], data.rig.c2w[k:k + 1], dense.c2w[i:i + 1], data.rig.c2w)
             xy = _pixel_grid(data.h, data.w)
             z = dense.depth[i].reshape(-1).astype(np.float64)
             valid = dense.mask[i].reshape(-1) & np.isfinite(z) & (z > 0)
+            if not valid.any():
+                log.warning("%s: no usable depth pixel for training camera %s (mask empty or depth <= 0)", path,
+                            data.cam_names[k])
             z = np.where(valid, z, 1.0)
             rel = np.full_like(z, cfg.depth_sigma)
             _, _, tk, sk = keypoint_rays(data, k, xy, z, rel)
@@ -121,7 +124,7 @@ class SparseDepthSupervision:
         self.last_fraction: torch.Tensor | None = None
         path = _resolve(cfg.datadir, cfg.colmap_depth_path)
         sp = load_sparse_depth(path)
-        sp.check_cameras(path, data.cam_names)
+        sp.check_cameras(path, data.cam_names, data.rig.c2w)
         xy_all = sp.pixel_xy((data.h, data.w))
         std = data.cache.std
         mean_err = max(float(sp.reproj_error.mean()), 1e-6) if len(sp.reproj_error) else 1.0
@@ -168,15 +171,6 @@ def _pixel_grid(h: int, w: int) -> np.ndarray:
     """Pixel-centre coordinates [H*W, 2] (x = column + 0.5, y = row + 0.5), row-major."""
     ys, xs = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
     return np.stack([xs.reshape(-1), ys.reshape(-1)], -1)
-
-
-def _check_same_camera(path: Path, data, k: int, c2w_file: np.ndarray, tol: float = 1e-3) -> None:
-    world = data.rig.c2w[k]
-    extent = max(float(np.ptp(data.rig.c2w[:, :, 3], axis=0).max()), 1e-6)
-    if not (np.allclose(world[:, :3], c2w_file[:, :3], atol=tol)
-            and np.abs(world[:, 3] - c2w_file[:, 3]).max() <= tol * extent):
-        raise UserError(f"{path}: camera {data.cam_names[k]} was rendered at another pose than the scene's "
-                        f"(depth from another world or rig)")
 
 
 SOURCES = {"static_model": DenseDepthSupervision, "colmap": SparseDepthSupervision}

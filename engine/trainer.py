@@ -15,7 +15,6 @@ exits with one line, see :mod:`engine.signals`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -30,9 +29,12 @@ from dataLoader.samplers import EpochSampler
 from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.monitor import Monitor
+from engine.precision import device_name, resolve_precision
 from engine.regularize import regularizer_terms, static_rgb_for_loss, train_dynamic_rays
+from engine.run_dir import lock_run_dir, run_dir_for
 from engine.schedule import GridSchedule, lr_factor, n_to_reso, upsample_reset_factor
-from engine.signals import StopRequest, TrainingInterrupted
+from engine.signals import StopRequest, TrainingInterrupted, check_finite_loss
+from engine.startup import startup_line
 from engine.supervision import build_depth_supervision
 from models import losses
 from models.types import RayBatch
@@ -47,7 +49,8 @@ class Trainer:
         self.cfg = cfg
         self.device = setup.pick_device(cfg.device)
         setup.seed_everything(cfg.seed)
-        self.run_dir = setup.prepare_run_dir(cfg)
+        self.run_dir = run_dir_for(cfg)
+        self.run_lock = None
         state = self._load_resume_state() if cfg.resume else None
         norm = SceneNormalization.from_dict(state["normalization"]) if state else None
         self.data = VideoDataset(setup.data_options(cfg), normalization=norm)
@@ -62,8 +65,9 @@ class Trainer:
         self.depth = build_depth_supervision(cfg, self.data, self.device)
         self.variation_ready = bool(self.model.cfg.static_only) or cfg.n_variation_iters <= 0
         self.environment = setup.environment()
-        self.use_amp = bool(cfg.amp) and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.precision = resolve_precision(cfg.amp, self.device)
+        log.info("device %s, mixed precision %s", device_name(self.device), self.precision.describe())
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         self.step = 0
         self.history: dict[str, list] = {"iteration": [], "time_s": [], "loss": [], "psnr": [], "loss_terms": []}
         self.last_terms: dict[str, torch.Tensor] = {}
@@ -72,6 +76,7 @@ class Trainer:
         if state:
             self._restore(state)
         self.monitor = Monitor(cfg, self.run_dir, self.history)  # TensorBoard, periodic tests, history.json
+        log.info(startup_line(cfg, self.device, self.data, self.model))
 
     # ------------------------------------------------------------------ state
     def _load_resume_state(self) -> dict:
@@ -92,7 +97,7 @@ class Trainer:
                             f"dataset now has {self.sampler.n} (different frames, cameras or size)")
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(extra["sampler"])
-        if extra.get("scaler"):
+        if extra.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(extra["scaler"])
         if self.depth is not None and extra.get("depth"):
             self.depth.load_state_dict(extra["depth"])
@@ -108,7 +113,8 @@ class Trainer:
         groups = self.model.param_groups(c.lr_init, c.lr_basis, c.lr_dynamic_init, c.lr_dynamic_basis)
         for g in groups:
             g["initial_lr"] = g["lr"]
-        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
+        # fused (CUDA): one kernel per step, and with a GradScaler no host sync for the inf check
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=self.device.type == "cuda")
         self._set_lr()
 
     def _set_lr(self) -> None:
@@ -123,7 +129,7 @@ class Trainer:
         path = self.run_dir / "ckpt.pt"
         extra = {"sampler": self.sampler.state_dict(), "history": self.history, "elapsed": self.elapsed,
                  "rng": setup.rng_state(), "cameras": self.data.camera_table(),
-                 "scaler": self.scaler.state_dict() if self.use_amp else None,
+                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                  "depth": self.depth.state_dict() if self.depth is not None else None,
                  "variation_ready": self.variation_ready, "environment": self.environment}
         save_checkpoint(path, self.model, self.norm, vars(self.cfg), self.step, self.optimizer, extra)
@@ -134,11 +140,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:
-        """Train to ``n_iters``; returns the final checkpoint. SIGINT/SIGTERM: save, then TrainingInterrupted."""
+        """Train to ``n_iters``; returns the final checkpoint. SIGINT/SIGTERM: save, then TrainingInterrupted.
+
+        The run dir stays locked by this trainer after a normal end (its outputs follow); any error unlocks it."""
+        if self.run_lock is None:
+            self.run_lock = lock_run_dir(self.run_dir, self.cfg)
+        try:
+            return self._fit()
+        except BaseException:
+            self.run_lock.release()
+            self.run_lock = None
+            raise
+
+    def _fit(self) -> Path:
         save_config(self.cfg, self.run_dir / "config.txt")
         with StopRequest() as stop:
             if not self.variation_ready:
-                self.warmup_variation()
+                self.warmup_variation(stop=stop)
                 self.variation_ready = True
             bar = tqdm(total=self.cfg.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
             try:
@@ -158,9 +176,12 @@ class Trainer:
                 self._stop(stop, self.save())
             loss, psnr = self.train_step()
             self.step += 1
-            self.elapsed = time.perf_counter() - t0
             self.after_step()
-            if self.step % self.cfg.progress_refresh_rate == 0 or self.step == self.cfg.n_iters:
+            logging_step = self.step % self.cfg.progress_refresh_rate == 0 or self.step == self.cfg.n_iters
+            if logging_step:  # the loop's only host synchronisation (values leave the device)
+                loss, psnr = float(loss), float(psnr)
+            self.elapsed = time.perf_counter() - t0
+            if logging_step:
                 self._log(loss, psnr, bar)
             if self.monitor.test_due(self.step):
                 t0 += self.monitor.test_step(self)  # test time is not training time
@@ -176,25 +197,24 @@ class Trainer:
         # history entry (loss_terms: one {term name: value} per log step), TensorBoard, bar, history.json
         self.monitor.log_step(self, loss, psnr, bar)
 
-    def autocast(self):
-        if self.use_amp:
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
-    def train_step(self) -> tuple[float, float]:
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration -> (loss, batch PSNR) as 0-d device tensors; nothing here waits for the device."""
         self._set_lr()
         idx = self.sampler.next()
         batch = self.data.gather(idx)
         if self.depth is not None:
             batch = self.depth.annotate(batch, idx)
+        if self.device.type == "cuda":  # pinned host memory: the copy below runs asynchronously
+            batch = batch.pin_memory()
         batch = batch.to(self.device)
         label = batch.std > self.cfg.temporal_variance_threshold
-        with self.autocast():
+        with self.precision.autocast():
             out = self.model(batch, jitter=True, **train_dynamic_rays(self.cfg, self.model, label))
         terms = self.loss_terms(batch, out, label)
         if self.depth is not None:
             terms.update(self.depth.loss_terms(self.model, batch, out, label, self.step))
         loss = sum(terms.values())
+        check_finite_loss(loss, terms, self.step + 1, self.run_dir / "ckpt.pt")
         self.last_terms = {k: v.detach() for k, v in terms.items()}
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -203,7 +223,7 @@ class Trainer:
         with torch.no_grad():
             mse = losses.mse(out.rgb.float().expand_as(batch.rgb), batch.rgb) if self.model.cfg.static_only \
                 else losses.mse(out.rgb.float(), batch.rgb)
-        return float(loss.detach()), float(-10 * torch.log10(mse))
+        return loss.detach(), -10 * torch.log10(mse)
 
     def loss_terms(self, batch: RayBatch, out, label: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named loss terms of one batch (colour, TV, variation field)."""
@@ -216,9 +236,7 @@ class Trainer:
                                      + c.TV_weight_app * m.appearance.tv_loss()),
         }
         if not m.cfg.static_only:
-            dyn = out.dynamic_mask
-            if dyn.any():
-                terms["dynamic_rgb"] = losses.mse(out.rgb[dyn].float(), batch.rgb[dyn])
+            terms["dynamic_rgb"] = losses.masked_mse(out.rgb.float(), batch.rgb, out.dynamic_mask)
             terms["tv_dynamic"] = tv_scale * c.TV_dynamic_factor * (
                 c.TV_weight_density * m.dyn_density.tv_loss() + c.TV_weight_app * m.dyn_appearance.tv_loss())
             terms["variation_bce"] = c.variation_weight * losses.variation_bce(out.ray_logit.float(), label)
@@ -246,9 +264,10 @@ class Trainer:
             self.rebuild_optimizer()
             log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
 
-    def warmup_variation(self, n_iters: int | None = None) -> None:
+    def warmup_variation(self, n_iters: int | None = None, stop: StopRequest | None = None) -> None:
         """(Re)fit the variation field against the std label (cheap: no colour heads); n_iters defaults
-        to ``n_variation_iters`` (the warm-up before the main loop)."""
+        to ``n_variation_iters`` (the warm-up before the main loop). A signal stops it at once (no
+        checkpoint: the warm-up restarts with the next run)."""
         n = self.cfg.n_variation_iters if n_iters is None else n_iters
         if n <= 0:
             return
@@ -256,6 +275,9 @@ class Trainer:
         opt = torch.optim.Adam(params, lr=self.cfg.lr_init, betas=(0.9, 0.99))
         sampler = EpochSampler(self.data.n_train_rays, self.cfg.batch_size, self.cfg.seed + 1)
         for _ in tqdm(range(n), desc="variation warm-up", unit="it", leave=False):
+            if stop is not None and stop.signal is not None:
+                raise TrainingInterrupted(f"{stop.name} during the variation warm-up of {self.run_dir}: "
+                                          f"no checkpoint written; rerun to start again")
             batch = self.data.gather(sampler.next()).to(self.device)
             _, _, xyz, valid = self.model.sample_points(batch, jitter=True)
             logits = xyz.new_full(valid.shape, -30.0)

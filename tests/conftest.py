@@ -4,6 +4,7 @@ Tests marked ``@pytest.mark.gpu`` are skipped when no CUDA device is present.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -33,7 +34,7 @@ requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:  # not ``"gpu" in item.keywords``: folder names count
             item.add_marker(requires_gpu)
 
 
@@ -73,3 +74,10 @@ def make_cfg(tiny_scene, tmp_path_factory):
         return tiny_config(tiny_scene, basedir, expname, **kw)
 
     return _make
+
+
+def script_env() -> dict[str, str]:
+    """Environment for running a stage script in a subprocess from a checkout that is not pip-installed:
+    the repository root on PYTHONPATH (``pip install -e .`` makes this unnecessary)."""
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import script_env
 
 from dataLoader.atomic_io import write_png, write_video
 from dataLoader.errors import UserError
@@ -43,7 +44,7 @@ def _make_videos(folder: Path, counts=(T, T)) -> list[Path]:
 
 def _run_script(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "tools" / "prepare_video.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=script_env())
 
 
 def test_png_round_trip_keeps_rgb_order(tmp_path):

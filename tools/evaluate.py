@@ -9,13 +9,9 @@ plot), ``training_curves.png`` and ``report.html`` (static; open it in a browser
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.cli import run_main  # noqa: E402
-from engine.workflow import evaluate_checkpoint  # noqa: E402
+from engine.cli import run_main
+from engine.workflow import evaluate_checkpoint
 
 
 def main() -> None:
@@ -25,9 +21,20 @@ def main() -> None:
     p.add_argument("--n_images", type=int, default=3, help="evenly spaced frames drawn as pictures")
     p.add_argument("--picture_frames", type=int, nargs="*", default=None, help="frames to draw instead")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast")
+    p.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="memory for one ray chunk's working set (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
     args = p.parse_args()
-    print(evaluate_checkpoint(args.ckpt, args.device, args.datadir, args.n_images, args.picture_frames))
+    print(evaluate_checkpoint(args.ckpt, args.device, args.datadir, args.n_images, args.picture_frames, args.amp,
+                              args.render_budget_mb))
+
+
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
+    run_main(main)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    cli()

@@ -11,13 +11,9 @@ finished fragments and resumes unfinished ones. Join the fragments' videos with
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.cli import run_main  # noqa: E402
-from engine.fragments import parse_devices, train_fragments  # noqa: E402
+from engine.cli import run_main
+from engine.fragments import parse_devices, train_fragments
 
 
 def main() -> None:
@@ -28,5 +24,10 @@ def main() -> None:
     print(train_fragments(train_argv, args.fragment_len, parse_devices(args.gpus)))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()
