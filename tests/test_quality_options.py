@@ -148,3 +148,24 @@ def test_export_refuses_inconsistent_depth_unless_overridden():
         filter_consistent(dense(haze), f, ExportOptions(), "test")
     kept = filter_consistent(dense(haze), f, ExportOptions(allow_inconsistent=True), "test")
     assert kept.mask.mean() < 0.5 and np.all(kept.depth[~kept.mask] == 0)
+
+
+def test_trainer_applies_opacity_prior_and_white_background(make_cfg):
+    """Through the Trainer: the opacity term is added, and on a white-background step the static colour
+    loss compares rgb + (1 - acc) with the target."""
+    from engine.trainer import Trainer
+    from models import losses
+
+    trainer = Trainer(make_cfg("opacity_bg", n_iters=4, upsamp_list=(100,), alpha_mask_list=(100,),
+                               extra=["--opacity_weight", "0.5", "--white_bg_fraction", "0.5"]))
+    trainer.fit()
+    assert all("opacity" in t for t in trainer.history["loss_terms"])
+    batch = trainer.data.gather(np.arange(0, trainer.data.n_train_rays, 7))
+    label = batch.std > trainer.cfg.temporal_variance_threshold
+    with torch.no_grad():
+        out = trainer.model(batch, jitter=False)
+        trainer.step = 1  # a white-background step at fraction 0.5
+        terms = trainer.loss_terms(batch, out, label)
+    expected = losses.mse(out.static_rgb + (1 - out.acc)[:, None], batch.rgb.mean(1))
+    assert torch.allclose(terms["static_rgb"], expected)
+    assert torch.allclose(terms["opacity"], 0.5 * (1 - out.acc).pow(2).mean())
