@@ -33,6 +33,7 @@ from dataLoader.colmap_points import keypoint_depth_table
 from dataLoader.depth_files import save_depth_table
 from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, load_poses_bounds
+from dataLoader.scene_layout import SceneDir
 from engine.cli import run_main
 
 
@@ -63,9 +64,10 @@ def _camera_names(datadir: Path, poses: Path, n_rows: int, names) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     datadir = Path(args.datadir)
-    poses = Path(args.poses_file or datadir / "poses_bounds.npy")
-    sparse = Path(args.sparse_dir or datadir / "sparse" / "0")
-    out = Path(args.out or datadir / "colmap_depth.npz")
+    scene = SceneDir(datadir)
+    poses = Path(args.poses_file or scene.poses)
+    sparse = Path(args.sparse_dir or scene.sparse_model)
+    out = Path(args.out or scene.sparse_depth)
     rig = load_poses_bounds(poses)
     names = _camera_names(datadir, poses, len(rig), rig.names)
     rec, ids = colmap.read_model_in_world(sparse, rig.c2w, float(rig.bounds[:, 0].min()), names,

@@ -10,10 +10,9 @@ depthmap_npy_path are read from it; its other keys are ignored.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import configargparse
 
+from dataLoader.scene_layout import DENSE_DEPTH, SceneDir
 from engine.cli import run_main
 from engine.setup import pick_device
 from engine.static_depth import DEPTH_STATS, ExportOptions, export_depth_file
@@ -31,7 +30,7 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out cameras (not rendered)")
     p.add_argument("--downsample", "--downsample_train", dest="downsample", type=float, default=1.0,
                    help="the video's training downsample (maps are rendered at that size)")
-    p.add_argument("--depthmap_npy_path", default="depth/all_depth.npz", help="output (relative to datadir)")
+    p.add_argument("--depthmap_npy_path", default=DENSE_DEPTH, help="output (relative to datadir)")
     p.add_argument("--depth_stat", default="median", choices=DEPTH_STATS, help="per-pixel depth statistic")
     p.add_argument("--acc_min", type=float, default=0.5, help="no depth where static opacity is below this")
     p.add_argument("--spread_max", type=float, default=0.5,
@@ -43,9 +42,8 @@ def build_parser() -> configargparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    datadir = Path(a.datadir) if Path(a.datadir).is_absolute() else Path(a.data_root) / a.datadir
-    out = Path(a.depthmap_npy_path)
-    out = out if out.is_absolute() else datadir / out
+    datadir = SceneDir(a.data_root).resolve(a.datadir)
+    out = SceneDir(datadir).resolve(a.depthmap_npy_path)
     dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample, bool(a.overwrite),
                               pick_device(a.device), ExportOptions(a.depth_stat, a.acc_min, a.spread_max))
     h, w = dense.hw

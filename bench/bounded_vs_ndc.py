@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 import opt  # noqa: E402
 from dataLoader.depth_files import save_depth_table  # noqa: E402
+from dataLoader.scene_layout import SceneDir  # noqa: E402
 from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
 from dataLoader.synthetic_scene import write_scene  # noqa: E402
 from engine.evaluate import evaluate_camera  # noqa: E402
@@ -88,7 +89,7 @@ def main() -> None:
     if not (args.reuse and (scene / "meta.json").is_file()):
         write_scene(scene, rig="inward", n_cams=args.n_cams, n_frames=args.n_frames, width=args.width,
                     height=args.height, n_static_views=0, video=False, overwrite=True)
-    table = scene / "colmap_depth.npz"
+    table = SceneDir(scene).sparse_depth
     table.unlink(missing_ok=True)
     if args.points:
         train_cams = [f"cam{k:02d}" for k in range(1, args.n_cams)]

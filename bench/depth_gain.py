@@ -36,6 +36,7 @@ import torch  # noqa: E402
 
 import opt  # noqa: E402
 from dataLoader.depth_files import load_dense_depth, save_depth_table  # noqa: E402
+from dataLoader.scene_layout import SceneDir  # noqa: E402
 from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
 from dataLoader.synthetic_scene import make_scene, render_view, write_scene  # noqa: E402
 from engine.evaluate import load_gt_depth  # noqa: E402
@@ -159,13 +160,13 @@ def static_stage(args, scene: Path, depth_file: Path) -> None:
 def run(args) -> None:
     t0 = time.perf_counter()
     scene = args.workdir / "scene"
-    depth_file = scene / "depth" / "all_depth.npz"
+    depth_file = SceneDir(scene).dense_depth
     if not (args.reuse and depth_file.is_file()):
         static_stage(args, scene, depth_file)
     dense = load_dense_depth(depth_file)
     table = gt_keypoint_table(scene, list(dense.cam_names), dense.hw, 200, args.seed)
-    save_depth_table(scene / "colmap_depth.npz", table)
-    maps = {"gt": np.load(scene / "gt_depth" / "cam00.npy")[0]}
+    save_depth_table(SceneDir(scene).sparse_depth, table)
+    maps = {"gt": np.load(SceneDir(scene).gt_depth("cam00"))[0]}
     labels = {"a": "a: no depth", "b": "b: sparse (GT corners)", "c": "c: static model"}
     for key in args.runs:
         extra = ["--depth_config", args.depth_config] if key == "c" else RUN_DEPTH[key]

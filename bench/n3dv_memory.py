@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 import opt  # noqa: E402
 from dataLoader.dataset import VideoDataset  # noqa: E402
+from dataLoader.scene_layout import SceneDir  # noqa: E402
 from dataLoader.synthetic_scene import write_scene  # noqa: E402
 from engine.setup import data_options  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
@@ -84,8 +85,8 @@ def make_scene(out: Path, n_cams: int, n_frames: int, width: int, height: int, n
     """Render n_distinct frames per camera, then hard-link them to n_frames names (blocks in order)."""
     write_scene(out, n_cams=n_cams, n_frames=n_distinct, width=width, height=height, n_static_views=0,
                 supersample=1, video=False)
-    shutil.rmtree(out / "gt_depth")  # ground truth for n_distinct frames only: not this scene's
-    for cam in sorted((out / "frames").iterdir()):
+    shutil.rmtree(SceneDir(out).gt_depth_dir)  # ground truth for n_distinct frames only: not this scene's
+    for cam in sorted(SceneDir(out).frames.iterdir()):
         for t in reversed(range(n_frames)):
             src, dst = cam / f"{t * n_distinct // n_frames:04d}.png", cam / f"{t:04d}.png"
             if dst != src:
@@ -126,12 +127,12 @@ def main() -> None:
            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
     t0 = time.perf_counter()
-    if not (scene / "poses_bounds.npy").is_file():
+    if not SceneDir(scene).poses.is_file():
         make_scene(scene, args.n_cams, args.n_frames, args.width, args.height, args.n_distinct)
     print(json.dumps({"stage": "scene", "s": round(time.perf_counter() - t0, 1), "dir": str(scene)}), flush=True)
 
     cfg = train_config(scene, work / "runs", args, rest)
-    shutil.rmtree(scene / "cache", ignore_errors=True)
+    shutil.rmtree(SceneDir(scene).cache, ignore_errors=True)
     peak.reset()
     t0 = time.perf_counter()
     data = VideoDataset(data_options(cfg))
@@ -169,7 +170,7 @@ def main() -> None:
     print(json.dumps(summary), flush=True)
     del trainer
     if not args.keep_cache:
-        shutil.rmtree(scene / "cache", ignore_errors=True)
+        shutil.rmtree(SceneDir(scene).cache, ignore_errors=True)
     if not args.keep_scene:
         shutil.rmtree(work, ignore_errors=True)
 

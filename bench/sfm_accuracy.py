@@ -42,6 +42,7 @@ from dataLoader import synthetic_scene  # noqa: E402
 from dataLoader.depth_files import SparseDepth, load_sparse_depth  # noqa: E402
 from dataLoader.errors import UserError  # noqa: E402
 from dataLoader.poses import load_poses_bounds  # noqa: E402
+from dataLoader.scene_layout import SceneDir  # noqa: E402
 
 VARIANTS = {  # name: (width, height, texture, fixed focal prior, static views)
     "smooth_96": (96, 72, "smooth", False, 0),
@@ -108,11 +109,11 @@ def _summary(err: dict, rel: np.ndarray, prefix: str = "") -> dict:
 
 def _evaluate(capture: Path, gt, prefix: str = "", sim=None, size=None) -> tuple[dict, dict]:
     """Compare ``capture``'s SfM poses + colmap_depth.npz with its GT rig ``gt`` (read before SfM)."""
-    est = load_poses_bounds(capture / "poses_bounds.npy")
+    est = load_poses_bounds(SceneDir(capture).poses)
     assert est.names == gt.names
     err = pose_errors(est.c2w, gt.c2w, sim, size)
-    gt_depth = [np.load(capture / "gt_depth" / f"{n}.npy")[0] for n in gt.names]
-    rel = depth_relerr(load_sparse_depth(capture / "colmap_depth.npz"), err["sim"][0], gt_depth)
+    gt_depth = [np.load(SceneDir(capture).gt_depth(n))[0] for n in gt.names]
+    rel = depth_relerr(load_sparse_depth(SceneDir(capture).sparse_depth), err["sim"][0], gt_depth)
     return err, {**_summary(err, rel, prefix), f"{prefix}registered": len(est), f"{prefix}focal_est": est.hwf[2]}
 
 
@@ -123,8 +124,8 @@ def run_variant(scene_dir: Path, focal_prior: bool, static: bool = False) -> dic
     with the video rig's similarity: both captures must come out in one world.
     """
     video, still = scene_dir, scene_dir / "static"
-    gt = load_poses_bounds(video / "poses_bounds.npy")
-    gt_still = load_poses_bounds(still / "poses_bounds.npy") if static else None
+    gt = load_poses_bounds(SceneDir(video).poses)
+    gt_still = load_poses_bounds(SceneDir(still).poses) if static else None
     argv = [str(video), "--overwrite", "1"]
     if static:
         argv += ["--static_dir", str(still)]
@@ -138,7 +139,7 @@ def run_variant(scene_dir: Path, focal_prior: bool, static: bool = False) -> dic
     err, summary = _evaluate(video, gt)
     out.update(summary)
     if static:
-        colmap2depth.main([str(still), "--sparse_dir", str(video / "sparse/0"), "--image_prefix", "static/"])
+        colmap2depth.main([str(still), "--sparse_dir", str(SceneDir(video).sparse_model), "--image_prefix", "static/"])
         out.update(_evaluate(still, gt_still, "static_", err["sim"], err["size"])[1], static_n_views=len(gt_still))
     return out
 

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dataLoader.depth_targets import DenseDepthTargets, DepthTargetOptions, KeypointTargets
 from dataLoader.errors import UserError
 from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, scan_frames, target_size
-from dataLoader.poses import CameraRig, SceneNormalization, load_poses_bounds
-from dataLoader.rays import camera_rays, ndc_rays, pixel_directions
+from dataLoader.poses import SceneNormalization
+from dataLoader.rays import pose_rays
 from dataLoader.rig_geometry import NDC_BOX, bounded_scene_box, is_forward_facing, min_near, view_spread_deg
+from dataLoader.scene_layout import SceneDir
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -35,23 +37,7 @@ class DataOptions:
     scene_box: tuple[float, ...] = ()  # empty: NDC_BOX for NDC rays, the cameras' frusta when bounded
     ndc: bool | None = None  # None: forward-facing rigs get NDC rays, others bounded metric rays
     std_blur_kernel: int = 0  # 0: auto
-
-
-def check_aspect(rig: CameraRig, hw: tuple[int, int], poses_path: Path) -> None:
-    """UserError when the frames' aspect ratio differs from the poses file's intrinsics by over 1 %."""
-    ph, pw, _ = rig.hwf
-    if abs(hw[1] / hw[0] - pw / ph) > 0.01 * pw / ph:
-        raise UserError(f"{poses_path}: pose intrinsics are {pw:.0f}x{ph:.0f} but frames are "
-                        f"{hw[1]}x{hw[0]} (different aspect ratio)")
-
-
-def check_rig_matches_cameras(rig: CameraRig, cam_names: tuple[str, ...], poses_path: Path) -> None:
-    if len(rig) != len(cam_names):
-        raise UserError(f"{poses_path}: {len(rig)} pose rows but {len(cam_names)} camera folders "
-                        f"({', '.join(cam_names)})")
-    if rig.names is not None and tuple(rig.names) != tuple(cam_names):
-        raise UserError(f"{poses_path}: camera names {list(rig.names)} do not match the frame folders "
-                        f"{list(cam_names)}")
+    depth: DepthTargetOptions = DepthTargetOptions()  # depth targets gathered with the colours
 
 
 def scene_aabb(scene_box) -> np.ndarray:
@@ -72,11 +58,10 @@ class VideoDataset:
         if not datadir.is_dir():
             raise UserError(f"{datadir}: data directory not found")
         self.opts = opts
-        poses_path = datadir / "poses_bounds.npy"
-        self.rig = load_poses_bounds(poses_path)
+        scene = SceneDir(datadir)
+        self.rig = scene.load_rig()
         src = scan_frames(datadir, opts.frame_start, opts.n_frames)
-        check_rig_matches_cameras(self.rig, src.cam_names, poses_path)
-        check_aspect(self.rig, src.hw, poses_path)
+        scene.check_rig(self.rig, src.cam_names, src.hw)
         self.cam_names = src.cam_names
         blur = opts.std_blur_kernel or auto_blur_kernel(target_size(src.hw, opts.downsample)[1])
         self.cache = FrameCache.open(build_cache(datadir, src, opts.downsample, blur))
@@ -84,7 +69,7 @@ class VideoDataset:
         self.n_frames = self.cache.meta["n_frames"]
         own = self._normalization(opts, find_box=normalization is None)  # a given one brings its own box
         if normalization is not None:
-            normalization.require_same_world(own, str(poses_path))
+            normalization.require_same_world(own, str(scene.poses))
         self.normalization = normalization or own
         self.c2w = self.normalization.apply(self.rig.c2w)
         self.test_idx = self._check_test_cams(opts.test_cams)
@@ -94,6 +79,9 @@ class VideoDataset:
         origins, dirs = zip(*(self.camera_rays(k) for k in self.train_idx))
         self.train_origins = torch.cat(origins)
         self.train_dirs = torch.cat(dirs)
+        source = opts.depth.source
+        self.dense_depth = DenseDepthTargets(opts.depth, self) if source == "static_model" else None
+        self.keypoints = KeypointTargets(opts.depth, self, self.cache.std) if source == "colmap" else None
 
     def _normalization(self, opts: DataOptions, find_box: bool = True) -> SceneNormalization:
         """The scene's own normalization; without ``find_box`` its aabb is left empty (world checks ignore it)."""
@@ -135,8 +123,9 @@ class VideoDataset:
 
     def camera_rays(self, k: int, c2w_norm: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Rays of camera k (or of a given normalized pose [3, 4]) -> origins, dirs [H*W, 3] float32."""
-        return rays_from_pose(self.c2w[k] if c2w_norm is None else c2w_norm, self.h, self.w, self.focal,
-                              self.normalization)
+        rays = pose_rays(self.c2w[k] if c2w_norm is None else c2w_norm, self.h, self.w, self.focal,
+                         self.normalization)
+        return rays.origins, rays.dirs
 
     def camera_table(self) -> dict:
         """The rig as stored in checkpoints: normalized c2w [K, 3, 4], size, focal, names, split, and
@@ -156,7 +145,7 @@ class VideoDataset:
         return np.asarray(self.train_idx)[ray_idx // hw], ray_idx % hw
 
     def gather(self, ray_idx: np.ndarray) -> RayBatch:
-        """Train rays [B] with colours rgb [B, T, 3] float and std [B]."""
+        """Train rays [B] with colours rgb [B, T, 3] float, std [B] and, with dense depth, its targets [B]."""
         ray_idx = np.asarray(ray_idx)
         cam, pix = self.pixel_of(ray_idx)
         frames = self.cache.frames.reshape(len(self.cam_names), self.h * self.w, self.n_frames, 3)
@@ -165,20 +154,13 @@ class VideoDataset:
         rgb[order] = frames[cam[order], pix[order]]
         std = self.cache.std.reshape(len(self.cam_names), -1)[cam, pix]
         idx = torch.from_numpy(ray_idx)
-        return RayBatch(self.train_origins[idx], self.train_dirs[idx],
-                        rgb=torch.from_numpy(rgb).float().div_(255), std=torch.from_numpy(std))
+        batch = RayBatch(self.train_origins[idx], self.train_dirs[idx],
+                         rgb=torch.from_numpy(rgb).float().div_(255), std=torch.from_numpy(std))
+        if self.dense_depth is not None:
+            batch.depth, batch.depth_sigma, batch.depth_weight = self.dense_depth.gather(idx)
+        return batch
 
     def frames_of(self, k: int) -> np.ndarray:
         """uint8 [T, H, W, 3] frames of camera k."""
         return np.ascontiguousarray(np.moveaxis(np.asarray(self.cache.frames[k]), 2, 0))
 
-
-def rays_from_pose(c2w_norm: np.ndarray, h: int, w: int, focal: float,
-                   norm: SceneNormalization) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalized camera [3, 4] -> ray-space origins, dirs [H*W, 3] float32 (NDC when norm.ndc)."""
-    dirs_cam = pixel_directions(h, w, focal)
-    origins, dirs = camera_rays(torch.as_tensor(c2w_norm, dtype=torch.float64), dirs_cam)
-    if norm.ndc:
-        ph, pw, pf = norm.ndc_hwf
-        origins, dirs = ndc_rays(ph, pw, pf, origins, dirs)
-    return origins.float(), dirs.float()

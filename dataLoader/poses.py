@@ -51,7 +51,7 @@ def opengl_to_llff(r_gl: np.ndarray) -> np.ndarray:
     return np.stack([-r_gl[..., 1], r_gl[..., 0], r_gl[..., 2]], axis=-1)
 
 
-def parse_poses_bounds(arr: np.ndarray, source: str = "poses_bounds.npy") -> CameraRig:
+def parse_poses_bounds(arr: np.ndarray, source: str = "poses array") -> CameraRig:
     """[K, 17] LLFF array -> :class:`CameraRig`. Raises UserError on bad content."""
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 17:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from dataLoader.errors import UserError
 from dataLoader.poses import look_at, save_poses_bounds
 from dataLoader.rays import pixel_directions
+from dataLoader.scene_layout import SceneDir
 from dataLoader.synthetic_content import (
     RIGS,
     TEXTURES,
@@ -225,16 +226,17 @@ def _render_camera(scene, c2w, hwf, n_frames, supersample, cam_dir: Path) -> tup
 def _write_capture(root: Path, scene, cams, hwf, n_frames, supersample, desc, fps=None) -> list[str]:
     """frames/, gt_depth/, poses_bounds.npy (+ videos/ when fps) of one capture under ``root``."""
     names = [f"cam{k:02d}" for k in range(len(cams))]
+    layout = SceneDir(root)
     bounds = []
     for name, c2w in zip(tqdm(names, desc=desc, unit="cam", leave=False), cams):
-        frames, depth = _render_camera(scene, c2w, hwf, n_frames, supersample, root / "frames" / name)
-        (root / "gt_depth").mkdir(exist_ok=True)
-        np.save(root / "gt_depth" / f"{name}.npy", depth.astype(np.float32))
+        frames, depth = _render_camera(scene, c2w, hwf, n_frames, supersample, layout.frames / name)
+        layout.gt_depth_dir.mkdir(exist_ok=True)
+        np.save(layout.gt_depth(name), depth.astype(np.float32))
         bounds.append(depth_bounds(depth))
         if fps is not None:
-            (root / "videos").mkdir(exist_ok=True)
-            write_video(root / "videos" / f"{name}.mp4", frames, fps=fps)
-    save_poses_bounds(root / "poses_bounds.npy", cams, hwf, np.asarray(bounds), names)
+            layout.videos.mkdir(exist_ok=True)
+            write_video(layout.videos / f"{name}.mp4", frames, fps=fps)
+    save_poses_bounds(layout.poses, cams, hwf, np.asarray(bounds), names)
     return names
 
 
@@ -273,8 +275,8 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
                                supersample, "video rig", fps if video else None)
         static_names = []
         if n_static_views:
-            (tmp / "static").mkdir()
-            static_names = _write_capture(tmp / "static", scene.without_moving(),
+            SceneDir(tmp).static.root.mkdir()
+            static_names = _write_capture(SceneDir(tmp).static.root, scene.without_moving(),
                                           static_cameras(scene, n_static_views, rig_spread), hwf, 1,
                                           supersample, "static views")
         meta = {
@@ -290,7 +292,7 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
             "static": {"n_views": n_static_views, "cam_names": static_names, "time_index": 0,
                        "moving_objects": "removed"},
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        SceneDir(tmp).meta.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.replace(out_dir)

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import to_uint8
 from engine.metrics import depth_metrics_from_sums, depth_sums, frame_mse_ssim, optional_metrics, video_summary
 from engine.render import DEFAULT_BUFFER_BYTES, iter_camera_frames
@@ -34,7 +35,7 @@ VIDEO_FPS = 30.0  # frame rate assumed by JOD when the scene does not say
 
 def load_gt_depth(datadir: Path, cam: str, frame_start: int, n_frames: int, hw) -> np.ndarray | None:
     """gt_depth/<cam>.npy [T_all, H0, W0] world-unit camera z -> [T, H, W] at hw (nearest), or None."""
-    path = Path(datadir) / "gt_depth" / f"{cam}.npy"
+    path = SceneDir(datadir).gt_depth(cam)
     if not path.is_file():
         return None
     depth = np.load(path, mmap_mode="r")[frame_start:frame_start + n_frames]

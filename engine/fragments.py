@@ -26,6 +26,7 @@ import torch
 import opt
 from dataLoader.errors import UserError
 from dataLoader.frame_cache import scan_frames
+from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import probe_video
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def train_fragments(argv: list[str], fragment_len: int, devices: list[str]) -> s
     src = scan_frames(Path(cfg.datadir))
     total = len(src.files[0])
     frags = plan_fragments(total, fragment_len, cfg.frame_start, cfg.n_frames,
-                           where=str(Path(cfg.datadir) / "frames"))
+                           where=str(SceneDir(cfg.datadir).frames))
     jobs = [fragment_argv(argv, cfg.expname, f) for f in frags]
     log.info("%d fragments of <= %d frames over [%d, %d) on %s", len(frags), fragment_len, frags[0].start,
              frags[-1].start + frags[-1].n_frames, ", ".join(devices) or cfg.device)

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataLoader.dataset import rays_from_pose
 from dataLoader.depth_space import ray_param_to_camera_z
 from dataLoader.poses import SceneNormalization
-from dataLoader.rays import camera_rays, pixel_directions
+from dataLoader.rays import PoseRays, pose_rays
 from dataLoader.video_io import to_uint8, write_png, write_video
 from engine.paths import CameraPath
 from engine.visualize import colorize_depth
@@ -78,24 +77,16 @@ def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, device, chunk:
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def pose_rays(c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization) -> dict:
-    """Rays of a normalized pose [3, 4], row-major [H*W]: ray-space origins/dirs (float32, NDC when
-    norm.ndc) and the normalized-world camera rays cam_o/cam_d (float64) used to convert depth."""
-    origins, dirs = rays_from_pose(c2w_norm, h, w, focal, norm)
-    cam_o, cam_d = camera_rays(torch.as_tensor(c2w_norm, dtype=torch.float64), pixel_directions(h, w, focal))
-    return {"origins": origins, "dirs": dirs, "cam_o": cam_o, "cam_d": cam_d}
-
-
-def _to_camera_z(t: torch.Tensor, rays: dict, sl: slice, norm: SceneNormalization) -> torch.Tensor:
+def _to_camera_z(t: torch.Tensor, rays: PoseRays, sl: slice, norm: SceneNormalization) -> torch.Tensor:
     """Ray parameter [n] or [n, F] of rays[sl] -> world-unit camera z, float32."""
-    return ray_param_to_camera_z(t.double(), rays["cam_o"][sl], rays["cam_d"][sl], norm).float()
+    return ray_param_to_camera_z(t.double(), rays.cam_o[sl], rays.cam_d[sl], norm).float()
 
 
 def render_pose(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization,
                 device) -> CameraRender:
     """Render one normalized camera pose [3, 4] at h x w with the given focal (pixels), all T frames."""
     rays = pose_rays(c2w_norm, h, w, focal, norm)
-    out = render_rays(model, rays["origins"], rays["dirs"], device)
+    out = render_rays(model, rays.origins, rays.dirs, device)
     every = slice(None)
     z = _to_camera_z(out["depth"], rays, every, norm)
     zs = _to_camera_z(out["static_depth"], rays, every, norm)
@@ -142,7 +133,7 @@ def iter_camera_frames(model, c2w_norm: np.ndarray, h: int, w: int, focal: float
                 statics["static_rgb"] = np.empty((h * w, 3), np.float32)
                 statics["dynamic"] = np.empty(h * w, bool)
             for sl in blocks:
-                out = render_rays(model, rays["origins"][sl], rays["dirs"][sl], device, frames=idx)
+                out = render_rays(model, rays.origins[sl], rays.dirs[sl], device, frames=idx)
                 rgb[sl] = out["rgb"].numpy()
                 depth[sl] = _to_camera_z(out["depth"], rays, sl, norm).numpy()
                 if keep:
@@ -166,7 +157,7 @@ def iter_path_frames(model, path: CameraPath, h: int, w: int, focal: float, norm
     for i in tqdm(range(len(path)), desc="path", unit="pose", disable=not progress, leave=False):
         rays = pose_rays(path.c2w[i], h, w, focal, norm)
         idx = torch.as_tensor([int(path.times[i]) if n_t > 1 else 0], dtype=torch.long)
-        out = render_rays(model, rays["origins"], rays["dirs"], device, frames=idx)
+        out = render_rays(model, rays.origins, rays.dirs, device, frames=idx)
         z = _to_camera_z(out["depth"][:, 0], rays, slice(None), norm)
         yield i, out["rgb"][:, 0].reshape(h, w, 3).numpy(), z.reshape(h, w).numpy()
 

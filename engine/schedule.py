@@ -1,4 +1,4 @@
-"""Schedules as data: grid resolution growth, alpha-mask updates, learning-rate factors."""
+"""Schedules as data: grid resolution growth, alpha-mask updates, learning-rate, TV and depth-weight factors."""
 from __future__ import annotations
 
 import math
@@ -49,3 +49,13 @@ def lr_factor(step: int, n_iters: int, kind: str, target_ratio: float = 0.1) -> 
     if kind == "cosine":
         return max(math.cos(math.pi / 2 * frac), 1e-3)
     return target_ratio ** frac
+
+
+def tv_scale(step: int, n_iters: int, kind: str, target_ratio: float = 0.1) -> float:
+    """TV-loss scale at ``step``: 1e-2 times the learning-rate factor (TV decays with the learning rate)."""
+    return 1e-2 * lr_factor(step, n_iters, kind, target_ratio)
+
+
+def depth_weight(step: int, n_iters: int, weight: float, decay: float) -> float:
+    """Depth-loss weight: ``weight`` decayed exponentially to ``weight * decay`` at the last iteration."""
+    return weight * decay ** (step / max(n_iters, 1))

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from dataLoader.dataset import DataOptions
+from dataLoader.depth_targets import DepthTargetOptions
 from dataLoader.errors import UserError
+from dataLoader.scene_layout import SceneDir
 from engine.schedule import n_to_reso
 from models import build_model
 from models.mixvoxels import ModelConfig
@@ -75,11 +77,22 @@ def environment() -> dict:
     return env
 
 
-def data_options(cfg: argparse.Namespace) -> DataOptions:
+def depth_target_options(cfg: argparse.Namespace) -> DepthTargetOptions:
+    if not cfg.use_depth:
+        return DepthTargetOptions()
+    source, path = ("colmap", cfg.colmap_depth_path) if cfg.use_colmap_depth else ("static_model",
+                                                                                     cfg.depthmap_npy_path)
+    return DepthTargetOptions(source, SceneDir(cfg.datadir).resolve(path), cfg.depth_sigma,
+                              cfg.temporal_variance_threshold)
+
+
+def data_options(cfg: argparse.Namespace, with_depth: bool = False) -> DataOptions:
+    """The dataset's options; ``with_depth``: also the depth targets the config asks for (training)."""
     return DataOptions(
         datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
         n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
-        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel)
+        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel,
+        depth=depth_target_options(cfg) if with_depth else DepthTargetOptions())
 
 
 def model_config(cfg: argparse.Namespace, n_frames: int, ndc: bool, near_far: tuple[float, float]) -> ModelConfig:

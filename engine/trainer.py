@@ -27,14 +27,13 @@ from tqdm import tqdm
 from dataLoader.dataset import VideoDataset
 from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization
-from dataLoader.samplers import EpochSampler
+from dataLoader.samplers import EpochSampler, KeypointSampler
 from engine import setup
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
-from engine.schedule import GridSchedule, lr_factor, n_to_reso
+from engine.schedule import GridSchedule, depth_weight, lr_factor, n_to_reso, tv_scale
 from engine.signals import StopRequest, TrainingInterrupted
-from engine.supervision import build_depth_supervision
 from models import losses
-from models.types import RayBatch
+from models.objective import ObjectiveWeights, StepScales
 from models.visibility import seen_grid
 from opt import save_config
 
@@ -49,7 +48,7 @@ class Trainer:
         self.run_dir = setup.prepare_run_dir(cfg)
         state = self._load_resume_state() if cfg.resume else None
         norm = SceneNormalization.from_dict(state["normalization"]) if state else None
-        self.data = VideoDataset(setup.data_options(cfg), normalization=norm)
+        self.data = VideoDataset(setup.data_options(cfg, with_depth=True), normalization=norm)
         self.norm = self.data.normalization
         if state:
             self.model = model_from_state(state, self.device)
@@ -58,7 +57,10 @@ class Trainer:
         self.schedule = GridSchedule(cfg.N_voxel_init, cfg.N_voxel_final, tuple(cfg.upsamp_list),
                                      tuple(cfg.update_AlphaMask_list))
         self.sampler = EpochSampler(self.data.n_train_rays, cfg.batch_size, cfg.seed)
-        self.depth = build_depth_supervision(cfg, self.data, self.device)
+        self.keypoints = None if self.data.keypoints is None else KeypointSampler(
+            self.data.keypoints, max(1, int(cfg.batch_size * cfg.depth_batch_fraction)), cfg.seed + 2, self.device)
+        self.weights = ObjectiveWeights(cfg.TV_weight_density, cfg.TV_weight_app, cfg.TV_dynamic_factor,
+                                        cfg.variation_weight, cfg.depth_loss)
         self.variation_ready = bool(self.model.cfg.static_only) or cfg.n_variation_iters <= 0
         self.environment = setup.environment()
         self.use_amp = bool(cfg.amp) and self.device.type == "cuda"
@@ -92,8 +94,8 @@ class Trainer:
         self.sampler.load_state_dict(extra["sampler"])
         if extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
-        if self.depth is not None and extra.get("depth"):
-            self.depth.load_state_dict(extra["depth"])
+        if self.keypoints is not None and extra.get("depth"):
+            self.keypoints.load_state_dict(extra["depth"])
         self.variation_ready = extra.get("variation_ready", True)
         self.history = extra["history"]
         self.elapsed = extra["elapsed"]
@@ -119,7 +121,7 @@ class Trainer:
         extra = {"sampler": self.sampler.state_dict(), "history": self.history, "elapsed": self.elapsed,
                  "rng": setup.rng_state(), "cameras": self.data.camera_table(),
                  "scaler": self.scaler.state_dict() if self.use_amp else None,
-                 "depth": self.depth.state_dict() if self.depth is not None else None,
+                 "depth": self.keypoints.state_dict() if self.keypoints is not None else None,
                  "variation_ready": self.variation_ready, "environment": self.environment}
         save_checkpoint(path, self.model, self.norm, vars(self.cfg), self.step, self.optimizer, extra)
         return path
@@ -181,19 +183,24 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def step_scales(self) -> StepScales:
+        c = self.cfg
+        return StepScales(tv_scale(self.step, c.n_iters, c.lr_decay, c.lr_decay_target_ratio),
+                          depth_weight(self.step, c.n_iters, c.depth_lambda, c.depth_lambda_decay))
+
     def train_step(self) -> tuple[float, float]:
         self._set_lr()
-        idx = self.sampler.next()
-        batch = self.data.gather(idx)
-        if self.depth is not None:
-            batch = self.depth.annotate(batch, idx)
-        batch = batch.to(self.device)
+        batch = self.data.gather(self.sampler.next()).to(self.device)  # colours (+ dense depth targets)
+        keypoints = self.keypoints.next() if self.keypoints is not None else None  # sparse depth rays
         label = batch.std > self.cfg.temporal_variance_threshold
+        scales = self.step_scales()
         with self.autocast():
             out = self.model(batch, jitter=True, ray_dynamic=None if self.model.cfg.static_only else label)
-        terms = self.loss_terms(batch, out, label)
-        if self.depth is not None:
-            terms.update(self.depth.loss_terms(self.model, batch, out, label, self.step))
+            terms = self.model.loss_terms(batch, out, label, self.weights, scales)
+            if keypoints is not None:  # static rays: the dynamic branch stays off
+                kp_out = self.model(keypoints, jitter=True, ray_dynamic=torch.zeros(
+                    len(keypoints), dtype=torch.bool, device=self.device))
+                terms.update(self.model.keypoint_terms(keypoints, kp_out, self.weights, scales))
         loss = sum(terms.values())
         self.last_terms = {k: v.detach() for k, v in terms.items()}
         self.optimizer.zero_grad(set_to_none=True)
@@ -204,24 +211,6 @@ class Trainer:
             mse = losses.mse(out.rgb.float().expand_as(batch.rgb), batch.rgb) if self.model.cfg.static_only \
                 else losses.mse(out.rgb.float(), batch.rgb)
         return float(loss.detach()), float(-10 * torch.log10(mse))
-
-    def loss_terms(self, batch: RayBatch, out, label: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named loss terms of one batch (colour, TV, variation field)."""
-        c, m = self.cfg, self.model
-        tv_scale = 1e-2 * lr_factor(self.step, c.n_iters, c.lr_decay, c.lr_decay_target_ratio)
-        terms = {
-            "static_rgb": losses.mse(out.static_rgb.float(), batch.rgb.mean(1)),
-            "tv_static": tv_scale * (c.TV_weight_density * m.density.tv_loss()
-                                     + c.TV_weight_app * m.appearance.tv_loss()),
-        }
-        if not m.cfg.static_only:
-            dyn = out.dynamic_mask
-            if dyn.any():
-                terms["dynamic_rgb"] = losses.mse(out.rgb[dyn].float(), batch.rgb[dyn])
-            terms["tv_dynamic"] = tv_scale * c.TV_dynamic_factor * (
-                c.TV_weight_density * m.dyn_density.tv_loss() + c.TV_weight_app * m.dyn_appearance.tv_loss())
-            terms["variation_bce"] = c.variation_weight * losses.variation_bce(out.ray_logit.float(), label)
-        return terms
 
     def after_step(self) -> None:
         """Grid schedule hooks: alpha mask / shrink and upsampling, then optimizer rebuild."""
@@ -252,11 +241,8 @@ class Trainer:
         sampler = EpochSampler(self.data.n_train_rays, self.cfg.batch_size, self.cfg.seed + 1)
         for _ in tqdm(range(n), desc="variation warm-up", unit="it", leave=False):
             batch = self.data.gather(sampler.next()).to(self.device)
-            _, _, xyz, valid = self.model.sample_points(batch, jitter=True)
-            logits = xyz.new_full(valid.shape, -30.0)
-            if valid.any():
-                logits[valid] = self.model.variation(self.model.normalize_coords(xyz[valid]))
-            loss = losses.variation_bce(logits.max(-1).values, batch.std > self.cfg.temporal_variance_threshold)
+            logit = self.model.ray_variation_logit(batch, jitter=True)
+            loss = losses.variation_bce(logit, batch.std > self.cfg.temporal_variance_threshold)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

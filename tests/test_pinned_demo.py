@@ -18,6 +18,7 @@ import torch
 import opt
 from dataLoader.depth_files import DenseDepth, save_dense_depth, save_depth_table
 from dataLoader.poses import load_poses_bounds
+from dataLoader.scene_layout import SceneDir
 from dataLoader.synthetic_keypoints import gt_keypoint_table
 from engine.trainer import Trainer
 from engine.workflow import finish_training
@@ -47,12 +48,12 @@ def depth_scene(tiny_scene, tmp_path_factory):
     """The tiny scene plus ground-truth depth in both depth-file formats (colmap_depth.npz, depth/all_depth.npz)."""
     scene = tmp_path_factory.mktemp("pin") / "scene"
     shutil.copytree(tiny_scene, scene, ignore=shutil.ignore_patterns("cache"))
-    rig = load_poses_bounds(scene / "poses_bounds.npy")
+    rig = load_poses_bounds(SceneDir(scene).poses)
     names = list(rig.names)
-    hw = np.load(scene / "gt_depth" / f"{names[0]}.npy").shape[1:]
-    save_depth_table(scene / "colmap_depth.npz", gt_keypoint_table(scene, names, hw, n_per_cam=60))
-    z = np.stack([np.load(scene / "gt_depth" / f"{c}.npy")[0] for c in names])
-    save_dense_depth(scene / "depth" / "all_depth.npz",
+    hw = np.load(SceneDir(scene).gt_depth(names[0])).shape[1:]
+    save_depth_table(SceneDir(scene).sparse_depth, gt_keypoint_table(scene, names, hw, n_per_cam=60))
+    z = np.stack([np.load(SceneDir(scene).gt_depth(c))[0] for c in names])
+    save_dense_depth(SceneDir(scene).dense_depth,
                      DenseDepth(z, np.ones_like(z, bool), np.ones_like(z), names, hw, rig.c2w, {}))
     return scene
 

@@ -1,0 +1,74 @@
+"""The MixVoxels training objective: named loss terms of one rendered batch (SPEC §4, §5).
+
+Terms: static colour (every ray, against the frame mean), TV of the static planes, dynamic colour
+(rays the dynamic branch rendered), TV of the dynamic planes, the variation-field BCE against the
+temporal-std label, and the depth term of the static branch (dense targets of the colour batch on
+static rays, or a separately rendered batch of keypoint rays). The per-step scales (TV decay,
+depth-weight decay) come from :mod:`engine.schedule`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from models import losses
+from models.types import RayBatch, RenderOutput
+
+DEPTH_LOSSES = ("mse", "ds_kl")
+
+
+@dataclass(frozen=True)
+class ObjectiveWeights:
+    """Constant weights of the loss terms (the config's TV, variation and depth-loss keys)."""
+
+    tv_density: float = 1.0
+    tv_app: float = 1.0
+    tv_dynamic_factor: float = 3.0
+    variation: float = 0.05
+    depth_loss: str = "mse"  # one of DEPTH_LOSSES
+
+
+@dataclass(frozen=True)
+class StepScales:
+    """Per-iteration factors: TV scale and depth weight (see :mod:`engine.schedule`)."""
+
+    tv: float
+    depth: float = 0.0
+
+
+def depth_loss(kind: str, out: RenderOutput, target: torch.Tensor, sigma: torch.Tensor,
+               weight: torch.Tensor) -> torch.Tensor:
+    """Depth loss of the static branch: targets, sigma, weight [N] in ray-parameter units."""
+    if kind == "ds_kl":
+        # A Gaussian narrower than the sample spacing is not resolved: floor sigma at the ray's mean interval.
+        sigma = torch.maximum(sigma, out.dt.detach().float().mean(-1))
+        return losses.ds_kl_loss(out.weights.float(), out.t, out.dt, target, sigma, weight)
+    return losses.depth_mse(out.static_depth.float(), target, weight)
+
+
+def loss_terms(model, batch: RayBatch, out: RenderOutput, label: torch.Tensor, w: ObjectiveWeights,
+               scale: StepScales) -> dict[str, torch.Tensor]:
+    """Named loss terms of a colour batch. label: [N] bool dynamic rays (temporal std above threshold)."""
+    terms = {
+        "static_rgb": losses.mse(out.static_rgb.float(), batch.rgb.mean(1)),
+        "tv_static": scale.tv * (w.tv_density * model.density.tv_loss() + w.tv_app * model.appearance.tv_loss()),
+    }
+    if not model.cfg.static_only:
+        dyn = out.dynamic_mask
+        if dyn.any():
+            terms["dynamic_rgb"] = losses.mse(out.rgb[dyn].float(), batch.rgb[dyn])
+        terms["tv_dynamic"] = scale.tv * w.tv_dynamic_factor * (
+            w.tv_density * model.dyn_density.tv_loss() + w.tv_app * model.dyn_appearance.tv_loss())
+        terms["variation_bce"] = w.variation * losses.variation_bce(out.ray_logit.float(), label)
+    if batch.depth is not None:  # dense targets: static rays only
+        weight = batch.depth_weight * (~label).float()
+        terms["depth"] = scale.depth * depth_loss(w.depth_loss, out, batch.depth, batch.depth_sigma, weight)
+    return terms
+
+
+def keypoint_terms(keypoints: RayBatch, out: RenderOutput, w: ObjectiveWeights,
+                   scale: StepScales) -> dict[str, torch.Tensor]:
+    """The depth term of a rendered batch of keypoint rays (sparse depth)."""
+    loss = depth_loss(w.depth_loss, out, keypoints.depth, keypoints.depth_sigma, keypoints.depth_weight)
+    return {"depth": scale.depth * loss}
