@@ -28,10 +28,10 @@ from pathlib import Path
 import configargparse
 import numpy as np
 
+from core.errors import UserError
 from dataLoader import colmap
 from dataLoader.colmap_points import keypoint_depth_table
 from dataLoader.depth_files import save_depth_table
-from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, load_poses_bounds
 from dataLoader.scene_layout import SceneDir
 from engine.cli import run_main

@@ -34,9 +34,9 @@ from typing import NamedTuple
 
 import configargparse
 
+from core.errors import UserError
 from dataLoader import colmap
 from dataLoader.colmap_points import RigPoses, rig_poses
-from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, save_poses_bounds
 from dataLoader.scene_layout import SceneDir
 from engine.cli import run_main

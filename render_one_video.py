@@ -36,25 +36,27 @@ from engine.workflow import VideoRequest, render_video
 
 
 def build_parser() -> configargparse.ArgumentParser:
+    d = VideoRequest(ckpt="")  # the defaults live in the request
     p = configargparse.ArgumentParser(description=__doc__.splitlines()[0], ignore_unknown_config_file_keys=True,
                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", is_config_file=True,
                    help="optional key = value file; a training config is accepted (only this script's keys are read)")
     p.add_argument("--ckpt", required=True, help="checkpoint (RUN/ckpt.pt)")
-    p.add_argument("--cam_num", type=int, default=0, help="camera index (row of poses_bounds.npy)")
-    p.add_argument("--mode", default="rgb", choices=MODES, help="colour, depth, or both side by side")
-    p.add_argument("--frames", default="", help="frame range a:b (b exclusive; empty: all frames)")
-    p.add_argument("--fps", type=float, default=30.0, help="video frame rate")
-    p.add_argument("--downsample", type=float, default=1.0, help="render at (H/k, W/k)")
-    p.add_argument("--path", default="", choices=("",) + PATHS, help="render a camera path instead of a camera")
+    p.add_argument("--cam_num", type=int, default=d.cam_num, help="camera index (row of poses_bounds.npy)")
+    p.add_argument("--mode", default=d.mode, choices=MODES, help="colour, depth, or both side by side")
+    p.add_argument("--frames", default=d.frames, help="frame range a:b (b exclusive; empty: all frames)")
+    p.add_argument("--fps", type=float, default=d.fps, help="video frame rate")
+    p.add_argument("--downsample", type=float, default=d.downsample, help="render at (H/k, W/k)")
+    p.add_argument("--path", default=d.path, choices=("",) + PATHS, help="render a camera path instead of a camera")
     p.add_argument("--render_path", type=int, default=0, choices=(0, 1), help="seed-workflow alias of --path spiral")
-    p.add_argument("--path_file", default="", help="JSON camera path (format above)")
-    p.add_argument("--n_views", type=int, default=120, help="poses in a generated path")
-    p.add_argument("--freeze_frame", type=int, default=0, help="bullet_time: the frozen frame")
-    p.add_argument("--png", type=int, default=0, choices=(0, 1), help="also write PNG frames")
-    p.add_argument("--out_dir", default="", help="output folder (empty: RUN/videos)")
-    p.add_argument("--max_buffer_mb", type=int, default=1024, help="float frames held at once while rendering")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--path_file", default=d.path_file, help="JSON camera path (format above)")
+    p.add_argument("--n_views", type=int, default=d.n_views, help="poses in a generated path")
+    p.add_argument("--freeze_frame", type=int, default=d.freeze_frame, help="bullet_time: the frozen frame")
+    p.add_argument("--png", type=int, default=d.png, choices=(0, 1), help="also write PNG frames")
+    p.add_argument("--out_dir", default=d.out_dir, help="output folder (empty: RUN/videos)")
+    p.add_argument("--max_buffer_mb", type=int, default=d.max_buffer_mb,
+                   help="float frames held at once while rendering")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--fragments", nargs="*", default=[],
                    help="other fragment checkpoints (train_fragments.py): rendered like --ckpt, joined in order")
     return p

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import configargparse
 
-from dataLoader.scene_layout import DENSE_DEPTH, SceneDir
+from core.errors import UserError
+from dataLoader.scene_layout import SceneDir
+from engine import options
 from engine.cli import run_main
 from engine.setup import pick_device
 from engine.static_depth import DEPTH_STATS, ExportOptions, export_depth_file
@@ -23,28 +25,26 @@ def build_parser() -> configargparse.ArgumentParser:
                                       config_file_parser_class=configargparse.DefaultConfigFileParser)
     p.add_argument("--config", is_config_file=True, help="the dynamic run's config (optional)")
     p.add_argument("--ckpt", required=True, help="STATIC model checkpoint (train.py --static_only 1)")
-    p.add_argument("--datadir", required=True, help="video scene (poses_bounds.npy, frames/camXX/)")
-    p.add_argument("--data_root", default=".", help="root for a relative datadir")
+    # the video run's own keys (datadir, held-out cameras, training size, the depth file it reads)
+    options.add_keys(p, ("datadir", "data_root", "test_cams", "downsample_train", "depthmap_npy_path", "device"),
+                     aliases={"downsample_train": ["--downsample"]})
     p.add_argument("--cam_num_list", type=int, nargs="*", default=None,
                    help="camera rows to render (default: all but --test_cams)")
-    p.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out cameras (not rendered)")
-    p.add_argument("--downsample", "--downsample_train", dest="downsample", type=float, default=1.0,
-                   help="the video's training downsample (maps are rendered at that size)")
-    p.add_argument("--depthmap_npy_path", default=DENSE_DEPTH, help="output (relative to datadir)")
     p.add_argument("--depth_stat", default="median", choices=DEPTH_STATS, help="per-pixel depth statistic")
     p.add_argument("--acc_min", type=float, default=0.5, help="no depth where static opacity is below this")
     p.add_argument("--spread_max", type=float, default=0.5,
                    help="no depth where the middle half of the ray termination spans more than this x depth")
     p.add_argument("--overwrite", type=int, default=0, help="1: replace an existing depth file")
-    p.add_argument("--device", default="auto")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
+    if not a.datadir:
+        raise UserError("--datadir: the video scene is not set (give it, or --config of the video run)")
     datadir = SceneDir(a.data_root).resolve(a.datadir)
     out = SceneDir(datadir).resolve(a.depthmap_npy_path)
-    dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample, bool(a.overwrite),
+    dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample_train, bool(a.overwrite),
                               pick_device(a.device), ExportOptions(a.depth_stat, a.acc_min, a.spread_max))
     h, w = dense.hw
     print(f"wrote {out}: {len(dense.cam_names)} cameras ({', '.join(dense.cam_names)}) {w}x{h}, depth on "

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-import opt  # noqa: E402
 from dataLoader.depth_files import save_depth_table  # noqa: E402
 from dataLoader.scene_layout import SceneDir  # noqa: E402
 from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
 from dataLoader.synthetic_scene import write_scene  # noqa: E402
+from engine import options  # noqa: E402
 from engine.evaluate import evaluate_camera  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 
@@ -52,7 +52,7 @@ def schedule(n_iters: int) -> list[str]:
 
 
 def train_and_test(scene: Path, workdir: Path, name: str, ndc_ray: str, args, rest: list[str]) -> dict:
-    cfg = opt.resolve(opt.parse(["--datadir", str(scene), "--basedir", str(workdir / "runs"), "--expname", name,
+    cfg = options.resolve(options.parse(["--datadir", str(scene), "--basedir", str(workdir / "runs"), "--expname", name,
                                  "--overwrite", "1", *schedule(args.n_iters), "--device", args.device,
                                  "--ndc_ray", ndc_ray, *TRAIN_ARGS, *rest]))
     trainer = Trainer(cfg)

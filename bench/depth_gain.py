@@ -34,11 +34,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import opt  # noqa: E402
 from dataLoader.depth_files import load_dense_depth, save_depth_table  # noqa: E402
 from dataLoader.scene_layout import SceneDir  # noqa: E402
 from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
 from dataLoader.synthetic_scene import make_scene, render_view, write_scene  # noqa: E402
+from engine import options  # noqa: E402
 from engine.evaluate import load_gt_depth  # noqa: E402
 from engine.metrics import depth_metrics, evaluate_video  # noqa: E402
 from engine.render import render_pose  # noqa: E402
@@ -72,7 +72,7 @@ def train(args, datadir: Path, expname: str, extra: list[str]) -> Trainer:
             "--overwrite", "1", "--device", args.device, "--seed", str(args.seed), "--render_test", "0",
             "--save_every", "1000000", "--batch_size", str(args.batch_size), "--scene_box", "-1.5", "-1.5", "-1",
             *MODEL, *extra]
-    trainer = Trainer(opt.resolve(opt.parse(argv)))
+    trainer = Trainer(options.resolve(options.parse(argv)))
     trainer.fit()
     return trainer
 

@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-import opt  # noqa: E402
 from dataLoader.dataset import VideoDataset  # noqa: E402
 from dataLoader.scene_layout import SceneDir  # noqa: E402
 from dataLoader.synthetic_scene import write_scene  # noqa: E402
-from engine.setup import data_options  # noqa: E402
+from engine import options  # noqa: E402
+from engine.options import data_options  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
 
 GIB = 1024 ** 3
@@ -96,7 +96,7 @@ def make_scene(out: Path, n_cams: int, n_frames: int, width: int, height: int, n
 
 def train_config(datadir: Path, basedir: Path, args, rest: list[str]):
     root = Path(__file__).resolve().parents[1]
-    return opt.resolve(opt.parse([
+    return options.resolve(options.parse([
         "--base_config", str(root / "configs/base/T.txt"), "--datadir", str(datadir), "--basedir", str(basedir),
         "--expname", "n3dv_memory", "--overwrite", "1", "--device", args.device, "--n_iters", str(args.n_iters),
         "--batch_size", "4096", "--N_voxel_init", str(args.grid ** 3), "--N_voxel_final", str(args.grid ** 3),

@@ -38,9 +38,9 @@ import numpy as np  # noqa: E402
 
 import colmap2depth  # noqa: E402
 import imgs2poses  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from dataLoader import synthetic_scene  # noqa: E402
 from dataLoader.depth_files import SparseDepth, load_sparse_depth  # noqa: E402
-from dataLoader.errors import UserError  # noqa: E402
 from dataLoader.poses import load_poses_bounds  # noqa: E402
 from dataLoader.scene_layout import SceneDir  # noqa: E402
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import opt  # noqa: E402
+from engine import options  # noqa: E402
 from engine.metrics import video_psnr  # noqa: E402
 from engine.render import render_pose  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
@@ -45,7 +45,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     args, rest = p.parse_known_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = opt.resolve(opt.parse(["--config", args.config, "--datadir", str(Path(args.datadir).resolve()),
+        cfg = options.resolve(options.parse(["--config", args.config, "--datadir", str(Path(args.datadir).resolve()),
                                      "--basedir", tmp, "--device", args.device, "--render_test", "0", *rest]))
         trainer = Trainer(cfg)
         budgets = sorted(args.budgets)

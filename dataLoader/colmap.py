@@ -31,7 +31,7 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import UserError
 from dataLoader.depth_targets import DenseDepthTargets, DepthTargetOptions, KeypointTargets
-from dataLoader.errors import UserError
 from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, scan_frames, target_size
 from dataLoader.poses import SceneNormalization
 from dataLoader.rays import pose_rays

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import UserError
 from dataLoader.depth_files import load_dense_depth, load_sparse_depth
 from dataLoader.depth_space import camera_z_to_ray_param
-from dataLoader.errors import UserError
 from dataLoader.rays import pose_rays
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ class DepthTargetOptions:
 
     source: str = "none"  # none | static_model (dense maps) | colmap (sparse keypoints)
     path: Path | None = None  # the depth file (absolute or relative to the working directory)
-    rel_sigma: float = 0.02  # target std-dev as a fraction of depth (ds_kl)
-    static_threshold: float = 0.02  # keypoints on pixels with a blurred temporal std above this are dropped
+    rel_sigma: float = 0.0  # target std-dev as a fraction of depth (ds_kl); the config's depth_sigma
+    static_threshold: float = 0.0  # keypoints where the blurred temporal std exceeds this are dropped
 
 
 def keypoint_targets(data, cam: int, xy: np.ndarray, z_world: np.ndarray, rel_sigma: np.ndarray):

@@ -29,7 +29,7 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm import tqdm
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras
 
 try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 NEAR_FACTOR = 0.75
 

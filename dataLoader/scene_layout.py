@@ -23,7 +23,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.poses import CameraRig, cams_file, load_poses_bounds
 
 POSES_FILE = "poses_bounds.npy"

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import UserError
 from dataLoader.depth_files import load_sparse_depth
-from dataLoader.errors import UserError
 from dataLoader.poses import CameraRig
 from dataLoader.rays import pixel_directions
 from dataLoader.scene_layout import SceneDir

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.poses import look_at, save_poses_bounds
 from dataLoader.rays import pixel_directions
 from dataLoader.scene_layout import SceneDir

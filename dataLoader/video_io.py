@@ -27,7 +27,7 @@ import imageio_ffmpeg
 import numpy as np
 from tqdm import tqdm
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.scene_layout import SceneDir
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.poses import SceneNormalization
 from models import build_model
 from models.alpha_mask import AlphaMask

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -23,11 +23,11 @@ from pathlib import Path
 import imageio_ffmpeg
 import torch
 
-import opt
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.frame_cache import scan_frames
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import probe_video
+from engine import options
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,13 @@ def train_one(argv: list[str]) -> str:
     from engine.trainer import Trainer  # heavy imports only where training happens
     from engine.workflow import finish_training
 
-    cfg = opt.resolve(opt.parse(argv))
+    cfg = options.resolve(options.parse(argv))
     flags = _resume_flags(cfg)
     if flags is None:
         return f"{cfg.expname}: already trained, skipped"
     if flags:
         log.info("%s: resuming %s", cfg.expname, flags[-1])
-        cfg = opt.resolve(opt.parse([*argv, *flags]))
+        cfg = options.resolve(options.parse([*argv, *flags]))
     trainer = Trainer(cfg)
     summary = f"{cfg.expname}: " + finish_training(trainer, trainer.fit())
     del trainer
@@ -133,7 +133,7 @@ def parse_devices(spec: str) -> list[str]:
 
 def train_fragments(argv: list[str], fragment_len: int, devices: list[str]) -> str:
     """Train every fragment of the config's frame range; returns a summary (with the stitch command)."""
-    cfg = opt.resolve(opt.parse(argv))
+    cfg = options.resolve(options.parse(argv))
     src = scan_frames(Path(cfg.datadir))
     total = len(src.files[0])
     frags = plan_fragments(total, fragment_len, cfg.frame_start, cfg.n_frames,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.poses import NEAR_FACTOR, SceneNormalization, average_pose, look_at, unit
 from dataLoader.rig_geometry import view_dirs, view_spread_deg
 

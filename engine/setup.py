@@ -1,19 +1,17 @@
 """Run setup helpers: device, seeding, run directory, model construction from a config."""
 from __future__ import annotations
 
-import argparse
 import platform
 import random
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dataLoader.dataset import DataOptions
-from dataLoader.depth_targets import DepthTargetOptions
-from dataLoader.errors import UserError
-from dataLoader.scene_layout import SceneDir
+from core.errors import UserError
+from engine.options import RunOptions, upgrade_config
 from engine.schedule import n_to_reso
 from models import build_model
 from models.mixvoxels import ModelConfig
@@ -77,53 +75,20 @@ def environment() -> dict:
     return env
 
 
-def depth_target_options(cfg: argparse.Namespace) -> DepthTargetOptions:
-    if not cfg.use_depth:
-        return DepthTargetOptions()
-    source, path = ("colmap", cfg.colmap_depth_path) if cfg.use_colmap_depth else ("static_model",
-                                                                                     cfg.depthmap_npy_path)
-    return DepthTargetOptions(source, SceneDir(cfg.datadir).resolve(path), cfg.depth_sigma,
-                              cfg.temporal_variance_threshold)
-
-
-def data_options(cfg: argparse.Namespace, with_depth: bool = False) -> DataOptions:
-    """The dataset's options; ``with_depth``: also the depth targets the config asks for (training)."""
-    return DataOptions(
-        datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
-        n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
-        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel,
-        depth=depth_target_options(cfg) if with_depth else DepthTargetOptions())
-
-
-def model_config(cfg: argparse.Namespace, n_frames: int, ndc: bool, near_far: tuple[float, float]) -> ModelConfig:
-    return ModelConfig(
-        n_frames=1 if cfg.static_only else n_frames, static_only=bool(cfg.static_only), ndc=ndc,
-        near_far=near_far,
-        n_lamb_sigma=tuple(cfg.n_lamb_sigma), n_lamb_sh=tuple(cfg.n_lamb_sh),
-        n_lamb_sigma_dynamic=tuple(cfg.n_lamb_sigma_dynamic), n_lamb_sh_dynamic=tuple(cfg.n_lamb_sh_dynamic),
-        app_dim=cfg.app_dim, data_dim_density=cfg.data_dim_density, data_dim_color=cfg.data_dim_color,
-        static_featureC=cfg.static_featureC, featureC=cfg.featureC, featureD=cfg.featureD,
-        fea2denseAct=cfg.fea2denseAct, density_shift=cfg.density_shift, distance_scale=cfg.distance_scale,
-        step_ratio=cfg.step_ratio, n_samples_max=cfg.nSamples, alpha_mask_thre=cfg.alpha_mask_thre,
-        rm_weight_mask_thre=cfg.rm_weight_mask_thre, dynamic_threshold=cfg.dynamic_threshold,
-        dynamic_granularity=cfg.dynamic_granularity,
-        point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
-        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size)
-
-
-def new_model(cfg: argparse.Namespace, data, device):
-    """A fresh model over the dataset's aabb, ray space and frame count."""
+def new_model(mcfg: ModelConfig, data, n_voxel_init: int, device):
+    """A fresh model of the config's model keys over the dataset's aabb, ray space and frame count."""
     aabb = torch.as_tensor(data.normalization.aabb, dtype=torch.float32)
-    mcfg = model_config(cfg, data.n_frames, data.normalization.ndc, data.near_far)
-    return build_model("mixvoxels", mcfg, aabb, n_to_reso(cfg.N_voxel_init, aabb)).to(device)
+    mcfg = replace(mcfg, n_frames=1 if mcfg.static_only else data.n_frames, ndc=data.normalization.ndc,
+                   near_far=data.near_far)
+    return build_model("mixvoxels", mcfg, aabb, n_to_reso(n_voxel_init, aabb)).to(device)
 
 
-def prepare_run_dir(cfg: argparse.Namespace) -> Path:
+def prepare_run_dir(run: RunOptions) -> Path:
     """basedir/expname; refuses to reuse a directory holding another run unless overwrite or resume."""
-    run_dir = Path(cfg.basedir) / cfg.expname
-    if cfg.resume:
-        return Path(cfg.ckpt).resolve().parent
-    if (run_dir / "ckpt.pt").exists() and not cfg.overwrite:
+    run_dir = run.basedir / run.expname
+    if run.resume:
+        return Path(run.ckpt).resolve().parent
+    if (run_dir / "ckpt.pt").exists() and not run.overwrite:
         raise UserError(f"{run_dir}: a run with this name exists; choose --expname, or pass --overwrite 1 "
                         f"(or --resume 1 --ckpt {run_dir / 'ckpt.pt'})")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -131,13 +96,15 @@ def prepare_run_dir(cfg: argparse.Namespace) -> Path:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """Keys (other than run control) whose values differ between two configs."""
+    """Keys (other than run control) whose values differ between two configs (seed-workflow keys upgraded)."""
+    saved = upgrade_config(saved)
     keys = (set(saved) | set(current)) - RUN_CONTROL_KEYS
     return sorted(k for k in keys if _norm(saved.get(k)) != _norm(current.get(k)))
 
 
 def describe_differences(saved: dict, current: dict, keys: list[str]) -> str:
     """"key (checkpoint X, now Y), ..." for the keys of :func:`config_differences`."""
+    saved = upgrade_config(saved)
     return ", ".join(f"{k} (checkpoint {saved.get(k, '<unset>')}, now {current.get(k, '<unset>')})" for k in keys)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

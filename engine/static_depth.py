@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core.errors import UserError
 from dataLoader.depth_files import DenseDepth, save_dense_depth
 from dataLoader.depth_space import ray_param_to_camera_z
-from dataLoader.errors import UserError
 from dataLoader.frame_cache import auto_blur_kernel, build_cache, scan_frames, target_size
 from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import pose_rays

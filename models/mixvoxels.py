@@ -39,8 +39,8 @@ class ModelConfig:
     data_dim_density: int = 27
     data_dim_color: int = 27
     static_featureC: int = 128
-    featureC: int = 128
-    featureD: int = 128
+    featureC: int = 256
+    featureD: int = 256
     voxel_init_static: float = 0.1
     voxel_init_dynamic: float = 0.1
     fea2denseAct: str = "relu"

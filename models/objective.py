@@ -22,11 +22,11 @@ DEPTH_LOSSES = ("mse", "ds_kl")
 class ObjectiveWeights:
     """Constant weights of the loss terms (the config's TV, variation and depth-loss keys)."""
 
-    tv_density: float = 1.0
-    tv_app: float = 1.0
-    tv_dynamic_factor: float = 3.0
-    variation: float = 0.05
-    depth_loss: str = "mse"  # one of DEPTH_LOSSES
+    tv_density: float
+    tv_app: float
+    tv_dynamic_factor: float
+    variation: float
+    depth_loss: str  # one of DEPTH_LOSSES
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from dataLoader.rig_geometry import bounded_box, view_spread_deg
 from dataLoader.scene_layout import SceneDir
 from dataLoader.synthetic_scene import write_scene
 from engine.evaluate import evaluate_camera
+from engine.options import data_options
 from engine.paths import convergence_point, look_at, make_path
 from engine.render import render_pose
-from engine.setup import data_options
 from engine.trainer import Trainer
 from models import volume_rendering as vr
 from models.mixvoxels import MixVoxels, ModelConfig
@@ -229,12 +229,12 @@ def test_both_depth_sources_give_metric_ray_targets_through_the_gt_points(inward
     z = np.stack([np.load(SceneDir(scene).gt_depth(c))[0] for c in cams])
     save_dense_depth(SceneDir(scene).dense_depth, DenseDepth(
         z, np.ones_like(z, bool), np.ones_like(z), cams, z.shape[1:], rig.c2w[1:], {}))
-    for extra in (["--use_colmap_depth", "1"], ["--use_colmap_depth", "0"]):
-        cfg = tiny_config(scene, tmp_path, "d", extra=["--use_depth", "1", "--temporal_variance_threshold", "1.0",
+    for extra in (["--depth_source", "colmap"], ["--depth_source", "static_model"]):
+        cfg = tiny_config(scene, tmp_path, "d", extra=["--temporal_variance_threshold", "1.0",
                                                          *extra])
         data = VideoDataset(data_options(cfg, with_depth=True))
         assert not data.normalization.ndc
-        if cfg.use_colmap_depth:
+        if cfg.depth_source == "colmap":
             sup = data.keypoints
             origins, dirs = sup.origins, sup.dirs
             table = gt_table(scene, rig, cams)

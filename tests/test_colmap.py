@@ -17,9 +17,9 @@ import pytest
 import colmap2depth
 import imgs2poses
 from bench import sfm_accuracy
+from core.errors import UserError
 from dataLoader import colmap
 from dataLoader.depth_files import load_sparse_depth
-from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, load_poses_bounds
 from dataLoader.scene_layout import SceneDir
 

@@ -1,8 +1,8 @@
 """COLMAP depth end to end, and the training side's keypoint handling against hand-made tables.
 
 - A ``detailed`` synthetic scene goes through ``imgs2poses.py`` (real pycolmap SfM),
-  ``colmap2depth.py`` and ``train.py --use_depth 1 --use_colmap_depth 1``; with the same seed
-  the depth term pulls the static depth toward the COLMAP targets (vs ``--use_depth 0``).
+  ``colmap2depth.py`` and ``train.py --depth_source colmap``; with the same seed
+  the depth term pulls the static depth toward the COLMAP targets (vs ``--depth_source none``).
 - :class:`dataLoader.depth_targets.KeypointTargets` on a scene with ground-truth poses: a
   ``colmap_depth.npz`` built from ``gt_depth`` at chosen pixels gives NDC targets
   t = 1 + 1/Z of the 3D points computed by hand; test-camera and dynamic keypoints are dropped;
@@ -24,16 +24,16 @@ from conftest import TINY_TRAIN, tiny_config
 import colmap2depth
 import imgs2poses
 from bench.sfm_accuracy import SMALLEST_RELIABLE
+from core.errors import UserError
 from dataLoader.dataset import VideoDataset
 from dataLoader.depth_files import save_depth_table
 from dataLoader.depth_targets import KeypointTargets
-from dataLoader.errors import UserError
 from dataLoader.poses import load_poses_bounds
 from dataLoader.scene_layout import SceneDir
 from dataLoader.synthetic_scene import write_scene
 from dataLoader.video_io import read_png
 from engine.checkpoint import load_model
-from engine.setup import data_options, depth_target_options
+from engine.options import data_options, depth_target_options
 from engine.trainer import Trainer
 from models.types import RayBatch
 
@@ -44,7 +44,7 @@ SFM_SCENE = dict(n_cams=5, n_frames=4, width=SMALLEST_RELIABLE[0], height=SMALLE
                  video=False, texture="detailed")
 N_ITERS = 12
 STD_THRESHOLD = 0.02  # --temporal_variance_threshold default: pixels above it are dynamic
-DEPTH_ARGS = ["--use_depth", "1", "--use_colmap_depth", "1", "--depth_lambda", "1.0",
+DEPTH_ARGS = ["--depth_source", "colmap", "--depth_lambda", "1.0",
               "--depth_batch_fraction", "0.5"]
 
 
@@ -96,7 +96,7 @@ def test_sfm_colmap_depth_train_end_to_end(sfm_scene: Path, tmp_path: Path):
     assert len(depth_terms) == N_ITERS and all(v is not None and v > 0 for v in depth_terms)
 
     base_cfg = tiny_config(sfm_scene, tmp_path, "no_depth", n_iters=N_ITERS, upsamp_list=(1000,),
-                           alpha_mask_list=(1000,), extra=["--use_depth", "0"])
+                           alpha_mask_list=(1000,), extra=["--depth_source", "none"])
     base = Trainer(base_cfg)
     base_ckpt = base.fit()
     assert all("depth" not in terms for terms in base.history["loss_terms"])

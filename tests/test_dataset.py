@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import UserError
 from dataLoader.dataset import DataOptions, VideoDataset
-from dataLoader.errors import UserError
 from dataLoader.frame_cache import build_cache, cache_key, scan_frames
 from dataLoader.samplers import EpochSampler
 from dataLoader.scene_layout import SceneDir

@@ -19,8 +19,8 @@ from dataLoader.dataset import VideoDataset
 from engine.checkpoint import load_model
 from engine.evaluate import evaluate_camera, load_gt_depth
 from engine.metrics import depth_metrics, evaluate_video
+from engine.options import data_options
 from engine.render import render_pose
-from engine.setup import data_options
 from engine.trainer import Trainer
 from engine.workflow import evaluate_checkpoint, finish_training
 

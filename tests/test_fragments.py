@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.video_io import read_video, write_video
 from engine.checkpoint import load_checkpoint
 from engine.fragments import Fragment, parse_devices, plan_fragments, render_fragments, stitch_videos, train_fragments

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from dataLoader.dataset import scene_aabb
-from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization, average_pose, load_poses_bounds
 from dataLoader.scene_layout import SceneDir
 from engine.paths import (

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-import opt
 from dataLoader.depth_files import DenseDepth, save_dense_depth, save_depth_table
 from dataLoader.poses import load_poses_bounds
 from dataLoader.scene_layout import SceneDir
 from dataLoader.synthetic_keypoints import gt_keypoint_table
+from engine import options
 from engine.trainer import Trainer
 from engine.workflow import finish_training
 
@@ -64,7 +64,7 @@ def run_demo(scene, basedir, name: str) -> tuple[float, float, float, float | No
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        trainer = Trainer(opt.resolve(opt.parse(argv)))
+        trainer = Trainer(options.resolve(options.parse(argv)))
         finish_training(trainer, trainer.fit())
     finally:
         torch.set_num_threads(threads)

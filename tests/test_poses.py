@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.poses import (
     CameraRig,
     SceneNormalization,

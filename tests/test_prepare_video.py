@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import (
     extract_frames,

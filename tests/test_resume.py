@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import engine.checkpoint as checkpoint_mod
+from core.errors import UserError
 from dataLoader import frame_cache
-from dataLoader.errors import UserError
 from dataLoader.scene_layout import SceneDir
 from engine.checkpoint import load_checkpoint
 from engine.signals import StopRequest, TrainingInterrupted

@@ -12,15 +12,15 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import opt
 import prepare_static
 import static_model2depth
+from core.errors import UserError
 from dataLoader.dataset import DataOptions, VideoDataset
 from dataLoader.depth_files import DenseDepth, load_dense_depth, save_dense_depth
-from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization, load_poses_bounds, save_poses_bounds
 from dataLoader.scene_layout import SceneDir
 from dataLoader.synthetic_scene import make_scene, render_view, write_scene
+from engine import options
 from engine.checkpoint import save_checkpoint
 from engine.cli import run_main
 from engine.static_depth import load_static_model, render_static_depth, weight_quantile
@@ -70,7 +70,7 @@ def fit_scene(tmp_path_factory) -> Path:
 def static_ckpt(fit_scene, tmp_path_factory) -> Path:
     """prepare_static + train.py --static_only 1 on the fit scene's static capture."""
     prepare_static.main(["--static_data_path", str(fit_scene / "static")])
-    cfg = opt.resolve(opt.parse(["--datadir", str(fit_scene / "static"), "--expname", "static",
+    cfg = options.resolve(options.parse(["--datadir", str(fit_scene / "static"), "--expname", "static",
                                  "--basedir", str(tmp_path_factory.mktemp("runs")), *FIT_TRAIN]))
     trainer = Trainer(cfg)
     assert trainer.model.cfg.static_only and not hasattr(trainer.model, "dyn_density")
@@ -276,8 +276,8 @@ def gt_depth_file(scene: Path, path: Path, cams=(1, 2, 3), hw=None, shift=0.0) -
 
 def depth_cfg(tiny_scene, tmp_path, depth_file, lam=1.0, loss="mse", n_iters=20):
     return tiny_config(tiny_scene, tmp_path, f"depth_{loss}", n_iters=n_iters, upsamp_list=(),
-                       alpha_mask_list=(), extra=["--use_depth", "1", "--depthmap_npy_path", str(depth_file),
-                                                  "--depth_lambda", str(lam), "--depth_loss", loss])
+                       alpha_mask_list=(), extra=["--depth_source", "static_model", "--depthmap_npy_path",
+                                                  str(depth_file), "--depth_lambda", str(lam), "--depth_loss", loss])
 
 
 @pytest.mark.parametrize("loss", ["mse", "ds_kl"])
@@ -340,9 +340,32 @@ def test_depth_file_for_other_cameras_size_or_world_is_refused(tiny_scene, tmp_p
 def test_depth_overlay_config_sets_the_depth_keys(tmp_path):
     scene = tmp_path / "scene.txt"
     scene.write_text("datadir = x\ndepth_lambda = 0.5\n")
-    cfg = opt.parse(["--config", str(scene), "--depth_config", str(REPO / "configs/depth/static_model.txt")])
-    assert cfg.use_depth == 1 and cfg.use_colmap_depth == 0 and cfg.depth_lambda == 0.5  # --config wins
-    cfg = opt.parse(["--config", str(scene), "--depth_config", str(REPO / "configs/depth/colmap.txt")])
-    assert cfg.use_colmap_depth == 1
+    cfg = options.parse(["--config", str(scene), "--depth_config", str(REPO / "configs/depth/static_model.txt")])
+    assert cfg.depth_source == "static_model" and cfg.depth_lambda == 0.5  # --config wins
+    cfg = options.parse(["--config", str(scene), "--depth_config", str(REPO / "configs/depth/colmap.txt")])
+    assert cfg.depth_source == "colmap"
+
+
+@pytest.mark.parametrize("legacy, source", [(["--use_depth", "1"], "static_model"),
+                                            (["--use_depth", "1", "--use_colmap_depth", "1"], "colmap"),
+                                            (["--use_depth", "0", "--use_colmap_depth", "1"], "none")])
+def test_seed_workflow_depth_keys_become_depth_source_with_a_warning(legacy, source, caplog):
+    with caplog.at_level("WARNING"):
+        cfg = options.resolve(options.parse(["--datadir", "x", *legacy]))
+    assert cfg.depth_source == source and not hasattr(cfg, "use_depth") and not hasattr(cfg, "use_colmap_depth")
+    assert "use depth_source = " + source in caplog.text
+
+
+def test_checkpoint_configs_with_the_seed_keys_are_upgraded():
+    assert options.upgrade_config({"use_depth": 1, "use_colmap_depth": 1, "seed": 3}) == {
+        "seed": 3, "depth_source": "colmap"}
+    assert options.upgrade_config({"use_depth": 0, "use_colmap_depth": 1}) == {"depth_source": "none"}
+    assert options.upgrade_config({"depth_source": "static_model"}) == {"depth_source": "static_model"}
+
+
+def test_depth_source_contradicting_the_seed_keys_is_refused():
+    with pytest.raises(UserError, match="depth_source colmap contradicts use_depth = 1, use_colmap_depth = 0"):
+        options.resolve(options.parse(["--datadir", "x", "--depth_source", "colmap", "--use_depth", "1",
+                                       "--use_colmap_depth", "0"]))
 
 

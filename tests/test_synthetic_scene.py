@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from dataLoader.depth_files import load_sparse_depth, save_depth_table
-from dataLoader.errors import UserError
 from dataLoader.poses import load_poses_bounds
 from dataLoader.rays import pixel_directions
 from dataLoader.scene_layout import SceneDir

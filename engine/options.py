@@ -1,0 +1,351 @@
+"""Every config key, grouped and documented, and the typed option groups built from them.
+
+Config files are ``key = value`` text; lists are ``[a, b, c]``. Precedence:
+``--base_config`` < ``--config`` < command line. Unknown keys are errors.
+Derived values are computed by :func:`resolve`, never by assigning to the parsed namespace.
+:func:`groups` turns a resolved config into the typed groups the library reads (:class:`Options`):
+run, data (with the depth targets), model, objective weights and the training schedule.
+
+Defaults live once: here, except the model keys, whose defaults are :class:`ModelConfig`'s.
+The seed workflow's ``use_depth`` / ``use_colmap_depth`` pair is still read (with a warning) and
+becomes ``depth_source``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import configargparse
+
+from core.errors import UserError
+from dataLoader.dataset import DataOptions
+from dataLoader.depth_targets import DEPTH_SOURCES, DepthTargetOptions
+from dataLoader.scene_layout import DENSE_DEPTH, SPARSE_DEPTH, SceneDir
+from engine.schedule import GridSchedule
+from models.mixvoxels import ModelConfig
+from models.objective import DEPTH_LOSSES, ObjectiveWeights
+
+log = logging.getLogger(__name__)
+LEGACY_DEPTH_KEYS = ("use_depth", "use_colmap_depth")
+
+
+class _Parser(configargparse.ArgumentParser):
+    def error(self, message):  # one clear line, no usage dump
+        raise UserError(f"config: {message}")
+
+
+def _data(p):
+    g = p.add_argument_group("data")
+    g.add_argument("--datadir", type=str, default="", help="scene directory (relative to data_root unless absolute)")
+    g.add_argument("--data_root", type=str, default=".", help="root for relative datadir paths")
+    g.add_argument("--downsample_train", type=float, default=1.0, help="divide image size by this")
+    g.add_argument("--frame_start", type=int, default=0, help="first frame used")
+    g.add_argument("--n_frames", type=int, default=-1, help="number of frames T (-1: all)")
+    g.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out camera indices")
+    g.add_argument("--ndc_ray", type=int, default=-1,
+                   help="1: forward-facing NDC rays; 0: bounded metric rays; -1: choose from the rig")
+    g.add_argument("--scene_box", type=float, nargs="*", default=[],
+                   help="ray-space aabb: lower corner (upper = -lower) or 6 numbers; empty: automatic")
+    g.add_argument("--std_blur_kernel", type=int, default=0,
+                   help="Gaussian blur of temporal std maps, odd pixels (0: auto ~ width/45)")
+
+
+def _run(p):
+    g = p.add_argument_group("run")
+    g.add_argument("--basedir", type=str, default="log", help="runs are written to basedir/expname")
+    g.add_argument("--expname", type=str, default="", help="run name (default: the config file's stem)")
+    g.add_argument("--overwrite", type=int, default=0, help="1: allow reusing an existing run dir")
+    g.add_argument("--seed", type=int, default=0, help="seed for every RNG")
+    g.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    g.add_argument("--ckpt", type=str, default="", help="checkpoint to resume from (with --resume 1)")
+    g.add_argument("--resume", type=int, default=0, help="1: continue training from --ckpt")
+    g.add_argument("--save_every", type=int, default=1000, help="checkpoint interval (iterations)")
+    g.add_argument("--progress_refresh_rate", type=int, default=10, help="progress-bar update interval")
+    g.add_argument("--render_test", type=int, default=1, help="evaluate and render test cameras at the end")
+    g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
+
+
+def _model(p):
+    g = p.add_argument_group("model")
+    m = ModelConfig()  # the defaults of the model keys
+    g.add_argument("--static_only", type=int, default=0, help="1: static branch only (T = 1 static model)")
+    g.add_argument("--N_voxel_init", type=int, default=128 ** 3, help="initial voxel count")
+    g.add_argument("--N_voxel_final", type=int, default=256 ** 3, help="final voxel count")
+    g.add_argument("--upsamp_list", type=int, nargs="*", default=[1000, 1500, 2000, 2750],
+                   help="iterations at which the grid grows (log schedule)")
+    g.add_argument("--update_AlphaMask_list", type=int, nargs="*", default=[1250],
+                   help="iterations at which the alpha mask is rebuilt (first one shrinks the aabb)")
+    g.add_argument("--n_lamb_sigma", type=int, nargs=3, default=list(m.n_lamb_sigma), help="static density components")
+    g.add_argument("--n_lamb_sh", type=int, nargs=3, default=list(m.n_lamb_sh), help="static appearance components")
+    g.add_argument("--n_lamb_sigma_dynamic", type=int, nargs=3, default=list(m.n_lamb_sigma_dynamic),
+                   help="dynamic density components")
+    g.add_argument("--n_lamb_sh_dynamic", type=int, nargs=3, default=list(m.n_lamb_sh_dynamic),
+                   help="dynamic appearance components")
+    g.add_argument("--app_dim", type=int, default=m.app_dim, help="static appearance feature width")
+    g.add_argument("--data_dim_density", type=int, default=m.data_dim_density, help="dynamic density feature width")
+    g.add_argument("--data_dim_color", type=int, default=m.data_dim_color, help="dynamic colour feature width")
+    g.add_argument("--static_featureC", type=int, default=m.static_featureC, help="static colour MLP width")
+    g.add_argument("--featureC", type=int, default=m.featureC, help="dynamic colour time-head width")
+    g.add_argument("--featureD", type=int, default=m.featureD, help="dynamic density time-head width")
+    g.add_argument("--fea2denseAct", type=str, default=m.fea2denseAct, choices=["relu", "softplus"])
+    g.add_argument("--density_shift", type=float, default=m.density_shift, help="softplus shift")
+    g.add_argument("--distance_scale", type=float, default=m.distance_scale, help="alpha = 1 - exp(-sigma dt scale)")
+    g.add_argument("--step_ratio", type=float, default=m.step_ratio, help="samples per ray = |resolution| / step_ratio")
+    g.add_argument("--nSamples", type=int, default=m.n_samples_max, help="cap on samples per ray")
+    g.add_argument("--alpha_mask_thre", type=float, default=m.alpha_mask_thre, help="occupancy threshold")
+    g.add_argument("--rm_weight_mask_thre", type=float, default=m.rm_weight_mask_thre,
+                   help="skip colour where the weight is below this")
+
+
+def _dynamic(p):
+    g = p.add_argument_group("dynamic")
+    m = ModelConfig()
+    g.add_argument("--temporal_variance_threshold", type=float, default=0.02,
+                   help="a ray is dynamic when its blurred temporal std exceeds this")
+    g.add_argument("--dynamic_threshold", type=float, default=m.dynamic_threshold,
+                   help="test time: ray dynamic when sigmoid(max variation logit) > this")
+    g.add_argument("--dynamic_granularity", type=str, default=m.dynamic_granularity, choices=["point_wise", "ray_wise"])
+    g.add_argument("--point_wise_dynamic_threshold", type=float, default=m.point_wise_dynamic_threshold,
+                   help="point dynamic when sigmoid(pooled logit) > this")
+    g.add_argument("--dynamic_pool_kernel_size", type=int, default=m.dynamic_pool_kernel_size,
+                   help="along-ray max-pool (odd)")
+    g.add_argument("--n_variation_iters", type=int, default=300,
+                   help="variation-field warm-up iterations before the main loop")
+    g.add_argument("--variation_weight", type=float, default=0.05, help="weight of the variation-field BCE")
+
+
+def _optim(p):
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--n_iters", type=int, default=5000, help="training iterations")
+    g.add_argument("--batch_size", type=int, default=4096, help="rays per iteration")
+    g.add_argument("--lr_init", type=float, default=0.02, help="static (and variation) grid learning rate")
+    g.add_argument("--lr_basis", type=float, default=1e-3, help="static basis/MLP learning rate")
+    g.add_argument("--lr_dynamic_init", type=float, default=0.02, help="dynamic grid learning rate")
+    g.add_argument("--lr_dynamic_basis", type=float, default=1e-3, help="dynamic basis/MLP learning rate")
+    g.add_argument("--lr_decay", type=str, default="cosine", choices=["cosine", "exp"])
+    g.add_argument("--lr_decay_target_ratio", type=float, default=0.1, help="final lr factor of exp decay")
+    g.add_argument("--TV_weight_density", type=float, default=1.0, help="TV on density planes")
+    g.add_argument("--TV_weight_app", type=float, default=1.0, help="TV on appearance planes")
+    g.add_argument("--TV_dynamic_factor", type=float, default=3.0, help="TV multiplier for dynamic planes")
+    g.add_argument("--amp", type=int, default=1, help="mixed precision (CUDA only)")
+
+
+def _depth(p):
+    g = p.add_argument_group("depth supervision")
+    g.add_argument("--depth_source", type=str, default="none", choices=DEPTH_SOURCES,
+                   help="depth loss on the static branch: none, static_model (dense maps, depthmap_npy_path) or "
+                        "colmap (sparse keypoints, colmap_depth_path)")
+    g.add_argument("--use_depth", type=int, default=None, help="seed workflow: 1 = a depth loss (use depth_source)")
+    g.add_argument("--use_colmap_depth", type=int, default=None,
+                   help="seed workflow: with use_depth 1, 1 = colmap, 0 = static_model (use depth_source)")
+    g.add_argument("--depthmap_npy_path", type=str, default=DENSE_DEPTH,
+                   help="dense depth file (relative to datadir unless absolute)")
+    g.add_argument("--colmap_depth_path", type=str, default=SPARSE_DEPTH,
+                   help="sparse depth file (relative to datadir unless absolute)")
+    g.add_argument("--depth_loss", type=str, default="mse", choices=DEPTH_LOSSES)
+    g.add_argument("--depth_lambda", type=float, default=0.1, help="depth loss weight")
+    g.add_argument("--depth_lambda_decay", type=float, default=1.0,
+                   help="factor the weight reaches at the last iteration (exponential)")
+    g.add_argument("--depth_batch_fraction", type=float, default=0.25,
+                   help="COLMAP: keypoint rays per iteration as a fraction of batch_size")
+    g.add_argument("--depth_sigma", type=float, default=0.02,
+                   help="ds_kl: target std-dev as a fraction of depth (scaled by reprojection error)")
+
+
+def build_parser() -> configargparse.ArgumentParser:
+    p = _Parser(description="MixVoxels with depth supervision", allow_abbrev=False,
+                config_file_parser_class=configargparse.DefaultConfigFileParser)
+    p.add_argument("--base_config", is_config_file=True, help="schedule file (overridden by --config)")
+    p.add_argument("--depth_config", is_config_file=True, default="",
+                   help="depth-supervision overlay, e.g. configs/depth/static_model.txt (overridden by --config)")
+    p.add_argument("--config", is_config_file=True, help="scene config file")
+    for group in (_data, _run, _model, _dynamic, _optim, _depth):
+        group(p)
+    return p
+
+
+def parse(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
+    """Derived values as a new namespace: expname, absolute datadir, blur kernel."""
+    out = argparse.Namespace(**vars(cfg))
+    if not out.expname:
+        out.expname = Path(cfg.config).stem if cfg.config else Path(cfg.datadir.rstrip("/")).name or "run"
+    if not cfg.datadir:
+        raise UserError("config: datadir is not set")
+    datadir = Path(cfg.datadir)
+    out.datadir = str(datadir if datadir.is_absolute() else Path(cfg.data_root) / datadir)
+    if out.std_blur_kernel < 0 or (out.std_blur_kernel and out.std_blur_kernel % 2 == 0):
+        raise UserError(f"config: std_blur_kernel must be 0 (auto) or an odd number, got {cfg.std_blur_kernel}")
+    if out.dynamic_pool_kernel_size % 2 == 0:
+        raise UserError("config: dynamic_pool_kernel_size must be odd")
+    legacy = {k: getattr(out, k) for k in LEGACY_DEPTH_KEYS if getattr(out, k, None) is not None}
+    if legacy:
+        source = legacy_depth_source(legacy)
+        if out.depth_source not in ("none", source):
+            raise UserError(f"config: depth_source {out.depth_source} contradicts "
+                            f"{', '.join(f'{k} = {v}' for k, v in legacy.items())}")
+        log.warning("config: %s are the seed workflow's keys; use depth_source = %s",
+                    " and ".join(legacy), source)
+        out.depth_source = source
+    for key in LEGACY_DEPTH_KEYS:
+        vars(out).pop(key, None)
+    return out
+
+
+def legacy_depth_source(keys: dict) -> str:
+    """depth_source of the seed workflow's ``use_depth`` / ``use_colmap_depth`` values."""
+    if not int(keys.get("use_depth") or 0):
+        return "none"
+    return "colmap" if int(keys.get("use_colmap_depth") or 0) else "static_model"
+
+
+def upgrade_config(saved: dict) -> dict:
+    """A stored config (checkpoint, config.txt) with the seed workflow's depth keys as ``depth_source``."""
+    out = {k: v for k, v in saved.items() if k not in LEGACY_DEPTH_KEYS}
+    if "depth_source" not in out and any(k in saved for k in LEGACY_DEPTH_KEYS):
+        out["depth_source"] = legacy_depth_source(saved)
+    return out
+
+
+def save_config(cfg: argparse.Namespace, path: Path) -> None:
+    """Write the fully resolved config as ``key = value`` lines that :func:`parse` reads back."""
+    lines = []
+    skip = {"config", "base_config"}
+    for key, val in sorted(vars(cfg).items()):
+        if key in skip:
+            continue
+        if isinstance(val, (list, tuple)):
+            val = "[" + ", ".join(str(v) for v in val) + "]"
+        lines.append(f"{key} = {val}")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- typed groups
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a run is written, how it starts (fresh or resumed) and what it reports."""
+
+    basedir: Path
+    expname: str
+    overwrite: bool
+    seed: int
+    device: str
+    ckpt: str
+    resume: bool
+    save_every: int
+    progress_refresh_rate: int
+    render_test: bool
+    n_test_images: int
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The optimisation: iterations, batch, learning rates, the grid and depth schedules, AMP."""
+
+    n_iters: int
+    batch_size: int
+    lr_init: float
+    lr_basis: float
+    lr_dynamic_init: float
+    lr_dynamic_basis: float
+    lr_decay: str
+    lr_decay_target_ratio: float
+    amp: bool
+    grid: GridSchedule
+    temporal_variance_threshold: float  # a ray is dynamic when its blurred temporal std exceeds this
+    n_variation_iters: int
+    depth_lambda: float
+    depth_lambda_decay: float
+    depth_batch_fraction: float
+
+    @property
+    def keypoint_batch(self) -> int:
+        """Keypoint rays rendered per iteration (sparse depth)."""
+        return max(1, int(self.batch_size * self.depth_batch_fraction))
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every option group of a training run, built once from the resolved config by :func:`groups`.
+
+    ``config`` keeps the flat resolved config: it is what ``config.txt`` and checkpoints store.
+    ``model`` holds the config's model keys; the scene's frame count, ray space and near/far are
+    filled in when the model is built (:func:`engine.setup.new_model`).
+    """
+
+    run: RunOptions
+    data: DataOptions
+    model: ModelConfig
+    objective: ObjectiveWeights
+    train: TrainOptions
+    config: argparse.Namespace
+
+
+def depth_target_options(cfg: argparse.Namespace) -> DepthTargetOptions:
+    """The depth file of ``depth_source`` (resolved against datadir) and how its targets are built."""
+    if cfg.depth_source == "none":
+        return DepthTargetOptions()
+    path = cfg.colmap_depth_path if cfg.depth_source == "colmap" else cfg.depthmap_npy_path
+    return DepthTargetOptions(cfg.depth_source, SceneDir(cfg.datadir).resolve(path), cfg.depth_sigma,
+                              cfg.temporal_variance_threshold)
+
+
+def data_options(cfg: argparse.Namespace, with_depth: bool = False) -> DataOptions:
+    """The dataset's options; ``with_depth``: also the depth targets the config asks for (training)."""
+    return DataOptions(
+        datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
+        n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
+        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel,
+        depth=depth_target_options(cfg) if with_depth else DepthTargetOptions())
+
+
+def model_config(cfg: argparse.Namespace) -> ModelConfig:
+    """The config's model keys (n_frames, ndc and near_far keep their defaults: they come from the scene)."""
+    return ModelConfig(
+        static_only=bool(cfg.static_only),
+        n_lamb_sigma=tuple(cfg.n_lamb_sigma), n_lamb_sh=tuple(cfg.n_lamb_sh),
+        n_lamb_sigma_dynamic=tuple(cfg.n_lamb_sigma_dynamic), n_lamb_sh_dynamic=tuple(cfg.n_lamb_sh_dynamic),
+        app_dim=cfg.app_dim, data_dim_density=cfg.data_dim_density, data_dim_color=cfg.data_dim_color,
+        static_featureC=cfg.static_featureC, featureC=cfg.featureC, featureD=cfg.featureD,
+        fea2denseAct=cfg.fea2denseAct, density_shift=cfg.density_shift, distance_scale=cfg.distance_scale,
+        step_ratio=cfg.step_ratio, n_samples_max=cfg.nSamples, alpha_mask_thre=cfg.alpha_mask_thre,
+        rm_weight_mask_thre=cfg.rm_weight_mask_thre, dynamic_threshold=cfg.dynamic_threshold,
+        dynamic_granularity=cfg.dynamic_granularity,
+        point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
+        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size)
+
+
+def groups(cfg: argparse.Namespace) -> Options:
+    """The typed option groups of a resolved config (see :func:`resolve`)."""
+    run = RunOptions(Path(cfg.basedir), cfg.expname, bool(cfg.overwrite), cfg.seed, cfg.device, cfg.ckpt,
+                     bool(cfg.resume), cfg.save_every, cfg.progress_refresh_rate, bool(cfg.render_test),
+                     cfg.n_test_images)
+    grid = GridSchedule(cfg.N_voxel_init, cfg.N_voxel_final, tuple(cfg.upsamp_list), tuple(cfg.update_AlphaMask_list))
+    train = TrainOptions(cfg.n_iters, cfg.batch_size, cfg.lr_init, cfg.lr_basis, cfg.lr_dynamic_init,
+                         cfg.lr_dynamic_basis, cfg.lr_decay, cfg.lr_decay_target_ratio, bool(cfg.amp), grid,
+                         cfg.temporal_variance_threshold, cfg.n_variation_iters, cfg.depth_lambda,
+                         cfg.depth_lambda_decay, cfg.depth_batch_fraction)
+    objective = ObjectiveWeights(cfg.TV_weight_density, cfg.TV_weight_app, cfg.TV_dynamic_factor,
+                                 cfg.variation_weight, cfg.depth_loss)
+    return Options(run, data_options(cfg, with_depth=True), model_config(cfg), objective, train, cfg)
+
+
+def add_keys(p: configargparse.ArgumentParser, keys: tuple[str, ...], aliases: dict | None = None) -> None:
+    """Declare some of the training config's keys on another script's parser (same flag, type, default, help).
+
+    aliases: extra flags per key, e.g. ``{"downsample_train": ["--downsample"]}``.
+    """
+    src = {a.dest: a for a in build_parser()._actions}
+    for key in keys:
+        a = src[key]
+        kw = {"type": a.type, "default": a.default, "help": a.help, "choices": a.choices}
+        if a.nargs is not None:
+            kw["nargs"] = a.nargs
+        p.add_argument(*a.option_strings, *(aliases or {}).get(key, ()), dest=key, **kw)
