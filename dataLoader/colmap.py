@@ -32,6 +32,7 @@ import pycolmap
 from tqdm import tqdm
 
 from core.errors import UserError
+from dataLoader.atomic_io import atomic_dir
 from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras
 
 log = logging.getLogger(__name__)
@@ -329,14 +330,5 @@ def read_model_in_world(sparse_dir: str | Path, c2w: np.ndarray, near: float, ca
 
 def write_model(rec: pycolmap.Reconstruction, dest: str | Path) -> None:
     """Write ``rec`` (binary) to ``dest`` atomically, replacing an existing model there."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = dest.with_name(dest.name + ".tmp"), dest.with_name(dest.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-    tmp.mkdir()
-    rec.write(tmp)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_dir(dest, overwrite=True) as tmp:
+        rec.write(tmp)

@@ -15,13 +15,13 @@ Both store **camera-axis z in world units** (the units of the camera centres in
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import UserError
+from dataLoader.atomic_io import save_npz
 
 
 @dataclass
@@ -73,18 +73,9 @@ def _open_npz(path: Path, keys: tuple[str, ...]) -> dict:
         raise UserError(f"{path}: unreadable depth file ({exc})") from None
 
 
-def _save_npz_atomic(path: Path, compressed: bool = False, **arrays) -> None:
-    """Write ``path`` (.npz) through a per-process temp file and a rename, creating its folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
-    tmp.replace(path)
-
-
 def save_dense_depth(path: Path, d: DenseDepth) -> None:
     """Write ``all_depth.npz`` atomically (temp file + rename)."""
-    _save_npz_atomic(path, compressed=True, depth=d.depth.astype(np.float32), mask=d.mask.astype(bool),
+    save_npz(path, compressed=True, depth=d.depth.astype(np.float32), mask=d.mask.astype(bool),
                      weight=d.weight.astype(np.float32), cam_names=np.asarray(d.cam_names),
                      hw=np.asarray(d.hw, dtype=np.int64), c2w=np.asarray(d.c2w, dtype=np.float64),
                      normalization=np.asarray(json.dumps(d.normalization)))
@@ -121,4 +112,4 @@ def save_depth_table(path: str | Path, table: dict[str, np.ndarray]) -> None:
 
     Read it with :func:`load_sparse_depth`.
     """
-    _save_npz_atomic(path, **table)
+    save_npz(path, **table)

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.errors import UserError
+from dataLoader.atomic_io import save_npy, write_text
 from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras
 
 try:
@@ -145,15 +146,6 @@ def _build_lock(path: Path):
         yield
 
 
-def _write_synced(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _open_partial_build(tmp: Path, plan: dict, shape: tuple[int, ...]) -> tuple[np.memmap, set[int]]:
     """Reuse an interrupted build of the same key (its finished cameras), or start a fresh one.
 
@@ -175,7 +167,7 @@ def _open_partial_build(tmp: Path, plan: dict, shape: tuple[int, ...]) -> tuple[
     shutil.rmtree(tmp, ignore_errors=True)
     _check_free_space(tmp.parent, int(np.prod(shape)))
     (tmp / "done").mkdir(parents=True)
-    _write_synced(tmp / "build.json", json.dumps(plan))
+    write_text(tmp / "build.json", json.dumps(plan))
     frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=shape)
     _reserve(tmp / "frames.npy")
     return frames, set()
@@ -211,10 +203,8 @@ def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, blur_ker
         bar.update(1)
     frames[ci] = cam
     frames.flush()  # msync: the camera's pixels are on disk before its marker
-    std_part = tmp / f"std_{ci:04d}.part.npy"
-    np.save(std_part, moments.std(blur_kernel))
-    os.replace(std_part, tmp / f"std_{ci:04d}.npy")
-    _write_synced(tmp / "done" / str(ci), "")
+    save_npy(tmp / f"std_{ci:04d}.npy", moments.std(blur_kernel))
+    write_text(tmp / "done" / str(ci), "")
 
 
 def build_cache(datadir: Path, src: FrameSource, downsample: float, blur_kernel: int) -> Path:
@@ -248,10 +238,10 @@ def build_cache(datadir: Path, src: FrameSource, downsample: float, blur_kernel:
                     _cache_camera(frames, tmp, ci, cam_files, hw, blur_kernel, bar)
         del frames
         std = np.stack([np.load(tmp / f"std_{ci:04d}.npy") for ci in range(k)])
-        np.save(tmp / "std.npy", std)
+        save_npy(tmp / "std.npy", std)
         meta = {"version": CACHE_VERSION, "cam_names": list(src.cam_names), "hw": list(hw),
                 "source_hw": list(src.hw), "n_frames": t, "downsample": downsample, "blur_kernel": blur_kernel}
-        _write_synced(tmp / "meta.json", json.dumps(meta, indent=1))
+        write_text(tmp / "meta.json", json.dumps(meta, indent=1))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

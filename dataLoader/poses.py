@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserError
+from dataLoader.atomic_io import save_npy, write_text
 
 NEAR_FACTOR = 0.75
 
@@ -116,11 +117,9 @@ def save_poses_bounds(path: str | Path, c2w, hwf, bounds, names=None) -> None:
     """Write ``poses_bounds.npy`` (and the camera names beside it when given), atomically."""
     path = Path(path)
     arr = to_poses_bounds(np.asarray(c2w), hwf, np.asarray(bounds))
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(path)
+    save_npy(path, arr)
     if names is not None:
-        cams_file(path).write_text("".join(f"{n}\n" for n in names))
+        write_text(cams_file(path), "".join(f"{n}\n" for n in names))
 
 
 def unit(v: np.ndarray) -> np.ndarray:

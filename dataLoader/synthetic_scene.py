@@ -17,8 +17,6 @@ depth is the camera-axis z (world units, positive) of the pixel-centre ray.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.errors import UserError
+from dataLoader.atomic_io import atomic_dir, save_npy, write_png, write_text, write_video
 from dataLoader.poses import look_at, save_poses_bounds
 from dataLoader.rays import pixel_directions
 from dataLoader.scene_layout import SceneDir
@@ -41,7 +40,7 @@ from dataLoader.synthetic_content import (
     static_cameras,
     video_cameras,
 )
-from dataLoader.video_io import to_uint8, write_png, write_video
+from dataLoader.video_io import to_uint8
 
 __all__ = ["RIGS", "TEXTURES", "Motion", "RayHits", "Scene", "Shape", "Texture", "camera_ray_dirs", "cast_rays",
            "depth_bounds", "focal_from_fov", "look_at", "make_scene", "render_frames", "render_view",
@@ -212,7 +211,6 @@ def depth_bounds(depth: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0) -
 
 def _render_camera(scene, c2w, hwf, n_frames, supersample, cam_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Render frames 0..n_frames-1, write cam_dir/NNNN.png; returns uint8 [T,H,W,3], depth [T,H,W]."""
-    cam_dir.mkdir(parents=True)
     frames, depths = [], []
     for t, (rgb, depth) in enumerate(render_frames(scene, c2w, hwf, range(n_frames), supersample)):
         if not np.all(np.isfinite(depth)):
@@ -230,11 +228,9 @@ def _write_capture(root: Path, scene, cams, hwf, n_frames, supersample, desc, fp
     bounds = []
     for name, c2w in zip(tqdm(names, desc=desc, unit="cam", leave=False), cams):
         frames, depth = _render_camera(scene, c2w, hwf, n_frames, supersample, layout.frames / name)
-        layout.gt_depth_dir.mkdir(exist_ok=True)
-        np.save(layout.gt_depth(name), depth.astype(np.float32))
+        save_npy(layout.gt_depth(name), depth.astype(np.float32))
         bounds.append(depth_bounds(depth))
         if fps is not None:
-            layout.videos.mkdir(exist_ok=True)
             write_video(layout.videos / f"{name}.mp4", frames, fps=fps)
     save_poses_bounds(layout.poses, cams, hwf, np.asarray(bounds), names)
     return names
@@ -263,14 +259,13 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
         raise UserError(f"unknown rig {rig!r}; choose from {sorted(RIGS)}")
     if texture not in TEXTURES:
         raise UserError(f"unknown texture {texture!r}; choose from {list(TEXTURES)}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UserError(f"{out_dir}: exists and is not empty; pass --overwrite 1 to replace it")
     scene = make_scene(seed, n_frames, rig, texture)
     hwf = (height, width, focal_from_fov(width, fov_deg))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the scene dir should not be
-    try:
+    with atomic_dir(out_dir, overwrite=True) as tmp:
         names = _write_capture(tmp, scene, video_cameras(scene, n_cams, rig_spread), hwf, n_frames,
                                supersample, "video rig", fps if video else None)
         static_names = []
@@ -292,10 +287,5 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
             "static": {"n_views": n_static_views, "cam_names": static_names, "time_index": 0,
                        "moving_objects": "removed"},
         }
-        SceneDir(tmp).meta.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.replace(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_text(SceneDir(tmp).meta, json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return meta

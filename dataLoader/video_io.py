@@ -1,7 +1,7 @@
 """Video and PNG input/output, and the ``prepare_video`` stage (SPEC §2, §3).
 
-Videos are decoded and encoded with imageio-ffmpeg (the ffmpeg binary it ships;
-no system ffmpeg, no shell). Images are lossless PNG, always RGB order in memory
+Videos are decoded with imageio-ffmpeg (the ffmpeg binary it ships; no system ffmpeg, no
+shell); PNG and mp4 writing lives in :mod:`dataLoader.atomic_io`. Images are lossless PNG, always RGB order in memory
 (``uint8 [H, W, 3]``); the BGR order of OpenCV never leaks out of this module.
 
 Stage contract (:func:`extract_frames`):
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.errors import UserError
+from dataLoader.atomic_io import write_png
 from dataLoader.scene_layout import SceneDir
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,6 @@ VIDEO_SUFFIX = ".mp4"
 
 
 # --------------------------------------------------------------------------- PNG
-def write_png(path: str | Path, rgb: np.ndarray, compression: int = 3) -> None:
-    """Write ``rgb`` (uint8 [H, W, 3] RGB, or [H, W] gray) as a lossless PNG."""
-    rgb = np.asarray(rgb)
-    if rgb.dtype != np.uint8:
-        raise TypeError(f"write_png expects uint8, got {rgb.dtype}")
-    img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, compression]):
-        raise OSError(f"{path}: could not write PNG")
-
-
 def read_png(path: str | Path) -> np.ndarray:
     """Read an image file -> uint8 [H, W, 3] RGB (gray is expanded, alpha dropped)."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -143,45 +134,6 @@ def _frames_in_range(path: Path, gen, hw, frame_start: int, n_frames: int) -> It
         last = "the end" if end is None else end - 1
         raise UserError(f"{path}: frame range {frame_start}..{last} is past the end of the video "
                         f"({total} frames)")
-
-
-def _pad_even(frame: np.ndarray) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if h % 2 == 0 and w % 2 == 0:
-        return frame
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-
-
-def write_video(path: str | Path, frames: Iterable[np.ndarray] | np.ndarray, fps: float = 30.0,
-                quality: float = 9.0) -> int:
-    """Encode frames (uint8 [T, H, W, 3] array or an iterable of [H, W, 3]) as H.264 mp4.
-
-    ``quality`` is imageio-ffmpeg's 1..10 scale (9 ~ crf 5, visually lossless).
-    Odd H or W are padded by one replicated row/column (yuv420p needs even sizes),
-    so such a video decodes one pixel larger. Written to a temp file and renamed.
-    Returns the number of frames written.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = None
-    count = 0
-    try:
-        for frame in frames:
-            frame = _pad_even(np.ascontiguousarray(frame, dtype=np.uint8))
-            if writer is None:
-                size = (frame.shape[1], frame.shape[0])
-                writer = imageio_ffmpeg.write_frames(str(tmp), size, fps=fps, quality=quality,
-                                                     macro_block_size=1, pix_fmt_out="yuv420p")
-                writer.send(None)
-            writer.send(np.ascontiguousarray(frame))
-            count += 1
-    finally:
-        if writer is not None:
-            writer.close()
-    if count == 0:
-        raise ValueError(f"{path}: no frames to write")
-    tmp.replace(path)
-    return count
 
 
 # ------------------------------------------------------------ prepare_video stage

@@ -2,80 +2,23 @@
 
 A checkpoint holds the model hyper-parameters, grid resolution, aabb, alpha mask, the
 scene normalization, the resolved config, the iteration, optimizer and RNG states.
-Writes go to a temp file in the same directory, are fsynced and renamed into place, so a
-crash (even SIGKILL) or a full disk at any moment leaves the previous checkpoint intact.
+Writes go through :mod:`dataLoader.atomic_io` (temp file, fsync, rename), so a crash (even
+SIGKILL) or a full disk at any moment leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import torch
 
 from core.errors import UserError
+from dataLoader.atomic_io import save_torch
 from dataLoader.poses import SceneNormalization
 from models import build_model
 from models.alpha_mask import AlphaMask
 
 CKPT_VERSION = 1
 CKPT_FORMAT = "mixvoxels-depth"
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Temp files of ``path`` left by killed writers (their pid is gone)."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """torch.save to ``path`` via temp file + fsync + rename; the old file survives any failure.
-
-    A write error (full disk, quota, read-only folder) -> UserError naming the file; the temp
-    file is removed and a previous ``path`` is left untouched.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    _remove_stale_temps(path)
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            kept = "; the previous checkpoint is intact" if path.exists() else ""
-            reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-            raise UserError(f"{path}: cannot write checkpoint ({reason}){kept}") from None
-        raise
-    _fsync_dir(path.parent)
 
 
 def save_checkpoint(path: Path, model, normalization: SceneNormalization, config: dict, step: int,
@@ -94,7 +37,7 @@ def save_checkpoint(path: Path, model, normalization: SceneNormalization, config
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "extra": extra or {},
     }
-    atomic_torch_save(state, path)
+    save_torch(path, state)
 
 
 def load_checkpoint(path: str | Path) -> dict:

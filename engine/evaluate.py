@@ -13,6 +13,7 @@ pictures under ``test/`` and ``report.html`` (see :mod:`engine.report`).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dataLoader.atomic_io import write_json, write_text
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import to_uint8
 from engine.metrics import depth_metrics_from_sums, depth_sums, frame_mse_ssim, optional_metrics, video_summary
@@ -62,9 +64,7 @@ def json_safe(obj):
 
 def write_metrics(path: Path, metrics: dict) -> None:
     """Write metrics.json atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(json_safe(metrics), indent=2))
-    tmp.replace(path)
+    write_json(path, json_safe(metrics), indent=2)
 
 
 def read_metrics(path: Path) -> dict:
@@ -79,14 +79,15 @@ def write_per_frame_csv(path: Path, per_frame: dict) -> None:
     """CSV with columns frame, psnr, ssim (blank where not computed), depth_abs_rel (when present)."""
     ssim_at = dict(zip(np.asarray(per_frame["ssim_frames"]).tolist(), np.asarray(per_frame["ssim"]).tolist()))
     depth = per_frame.get("depth_abs_rel")
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["frame", "psnr", "ssim"] + (["depth_abs_rel"] if depth is not None else []))
-        for t, p in enumerate(np.asarray(per_frame["psnr"]).tolist()):
-            row = [t, f"{p:.4f}", f"{ssim_at[t]:.5f}" if t in ssim_at else ""]
-            if depth is not None:
-                row.append("" if depth[t] is None else f"{depth[t]:.5f}")
-            w.writerow(row)
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["frame", "psnr", "ssim"] + (["depth_abs_rel"] if depth is not None else []))
+    for t, p in enumerate(np.asarray(per_frame["psnr"]).tolist()):
+        row = [t, f"{p:.4f}", f"{ssim_at[t]:.5f}" if t in ssim_at else ""]
+        if depth is not None:
+            row.append("" if depth[t] is None else f"{depth[t]:.5f}")
+        w.writerow(row)
+    write_text(path, fh.getvalue())
 
 
 def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture_frames=(),

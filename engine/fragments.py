@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ import imageio_ffmpeg
 import torch
 
 from core.errors import UserError
+from dataLoader.atomic_io import atomic_dir, atomic_path
 from dataLoader.frame_cache import scan_frames
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import probe_video
@@ -195,15 +195,13 @@ def stitch_videos(videos: list[Path], out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "videos.txt"
         listing.write_text("".join(f"file '{Path(v).resolve().as_posix()}'\n" for v in videos))
-        part = out.with_name(f".{out.stem}.tmp{out.suffix}")
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0",
-               "-i", str(listing), "-c", "copy", str(part)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            part.unlink(missing_ok=True)
-            detail = " ".join(proc.stderr.split())[-200:]  # one line, whatever ffmpeg printed
-            raise UserError(f"{out}: ffmpeg could not join the fragment videos ({detail})")
-        part.replace(out)
+        with atomic_path(out) as part:
+            cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0",
+                   "-i", str(listing), "-c", "copy", str(part)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                detail = " ".join(proc.stderr.split())[-200:]  # one line, whatever ffmpeg printed
+                raise UserError(f"{out}: ffmpeg could not join the fragment videos ({detail})")
 
 
 def render_fragments(req, ckpts: list[str]) -> str:
@@ -223,14 +221,10 @@ def render_fragments(req, ckpts: list[str]) -> str:
     videos = []
     for ckpt, _, _ in order:
         run = Path(ckpt).parent.name
-        staging = out_dir / f".staging-{run}"
-        shutil.rmtree(staging, ignore_errors=True)
-        log.info("%s", render_video(replace(req, ckpt=ckpt, out_dir=str(staging))))
-        (mp4,) = staging.glob("*.mp4")
-        final = out_dir / run
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        videos.append(final / mp4.name)
+        with atomic_dir(out_dir / run, overwrite=True) as staging:
+            log.info("%s", render_video(replace(req, ckpt=ckpt, out_dir=str(staging))))
+            (mp4,) = staging.glob("*.mp4")
+        videos.append(out_dir / run / mp4.name)
     out = out_dir / videos[0].name
     stitch_videos(videos, out)
     return (f"stitched {len(videos)} fragment videos (frames {order[0][1]}-{order[-1][1] + order[-1][2] - 1}) "

@@ -20,6 +20,7 @@ from pathlib import Path
 import configargparse
 
 from core.errors import UserError
+from dataLoader.atomic_io import write_text
 from dataLoader.dataset import DataOptions
 from dataLoader.depth_targets import DEPTH_SOURCES, DepthTargetOptions
 from dataLoader.scene_layout import DENSE_DEPTH, SPARSE_DEPTH, SceneDir
@@ -222,9 +223,7 @@ def save_config(cfg: argparse.Namespace, path: Path) -> None:
         if isinstance(val, (list, tuple)):
             val = "[" + ", ".join(str(v) for v in val) + "]"
         lines.append(f"{key} = {val}")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------- typed groups

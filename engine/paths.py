@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserError
+from dataLoader.atomic_io import write_json
 from dataLoader.poses import NEAR_FACTOR, SceneNormalization, average_pose, look_at, unit
 from dataLoader.rig_geometry import view_dirs, view_spread_deg
 
@@ -263,4 +264,4 @@ def save_path_file(path: str | Path, cam_path: CameraPath, norm: SceneNormalizat
         doc["focal"] = float(cam_path.focal)
     if cam_path.hw is not None:
         doc["hw"] = list(cam_path.hw)
-    Path(path).write_text(json.dumps(doc, indent=1))
+    write_json(path, doc)

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dataLoader.atomic_io import write_png, write_video
 from dataLoader.depth_space import ray_param_to_camera_z
 from dataLoader.poses import SceneNormalization
 from dataLoader.rays import PoseRays, pose_rays
-from dataLoader.video_io import to_uint8, write_png, write_video
+from dataLoader.video_io import to_uint8
 from engine.paths import CameraPath
 from engine.visualize import colorize_depth
 from models.types import RayBatch

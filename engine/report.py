@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dataLoader.video_io import to_uint8, write_video
+from dataLoader.atomic_io import write_text, write_video
+from dataLoader.video_io import to_uint8
 from engine.render import disparity_range
 from engine.visualize import colorize_depth, error_heatmap, save_png
 
@@ -164,7 +165,5 @@ def report_html(run_dir: Path, metrics: dict) -> str:
 def write_report(run_dir: Path, metrics: dict) -> Path:
     """Write run_dir/report.html (atomically) and return its path."""
     path = Path(run_dir) / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(report_html(run_dir, metrics))
-    tmp.replace(path)
+    write_text(path, report_html(run_dir, metrics))
     return path

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from core.errors import UserError
+from dataLoader.atomic_io import write_json
 from dataLoader.dataset import VideoDataset
 from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler, KeypointSampler
@@ -128,9 +128,7 @@ class Trainer:
         return path
 
     def _write_history(self) -> None:
-        tmp = self.run_dir / ".history.json.tmp"
-        tmp.write_text(json.dumps(self.history))
-        tmp.replace(self.run_dir / "history.json")
+        write_json(self.run_dir / "history.json", self.history, indent=None)
 
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:

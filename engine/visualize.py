@@ -7,7 +7,6 @@ backend or figure state is touched. Images are uint8 RGB [H,W,3].
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +14,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from dataLoader.video_io import write_png
+from dataLoader.atomic_io import atomic_path, write_png
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +75,9 @@ def error_heatmap(pred, gt, vmax=None, cmap: str = "inferno") -> np.ndarray:
 
 
 def _save_figure(fig: Figure, out_png) -> None:
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(out_png, dpi=100)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def _plot_loss(ax, x, loss) -> None:
@@ -165,11 +163,9 @@ def plot_per_frame(values, out_png, ylabel: str, title: str | None = None) -> No
 def save_png(path, img) -> None:
     """img uint8 [H,W,3] RGB (or [H,W] grey) -> lossless PNG at ``path`` (parents created).
 
-    Thin wrapper over ``dataLoader.video_io.write_png`` (the single PNG writer) that accepts
+    Thin wrapper over ``dataLoader.atomic_io.write_png`` (the single PNG writer) that accepts
     tensors, validates the shape and creates the parent folder."""
     img = _to_numpy(img)
     if img.dtype != np.uint8 or img.ndim not in (2, 3):
         raise ValueError(f"save_png: expected uint8 [H,W,3] or [H,W], got {img.dtype} {img.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_png(path, img)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from core.errors import UserError
-from dataLoader.video_io import read_video, write_video
+from dataLoader.atomic_io import write_video
+from dataLoader.video_io import read_video
 from engine.checkpoint import load_checkpoint
 from engine.fragments import Fragment, parse_devices, plan_fragments, render_fragments, stitch_videos, train_fragments
 from engine.workflow import VideoRequest

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core.errors import UserError
+from dataLoader.atomic_io import write_png, write_video
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import (
     extract_frames,
@@ -16,8 +17,6 @@ from dataLoader.video_io import (
     probe_video,
     read_png,
     read_video,
-    write_png,
-    write_video,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
