@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from engine.cli import run_main
-from engine.static_depth import prepare_static_capture
+from engine.render.static_depth import prepare_static_capture
 
 
 def main(argv: list[str] | None = None) -> None:

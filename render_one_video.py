@@ -4,7 +4,7 @@ Camera video:  render_one_video.py --ckpt RUN/ckpt.pt --cam_num N [--mode rgb|de
 Camera path:   render_one_video.py --ckpt RUN/ckpt.pt --path spiral|circle|bullet_time [--n_views 120]
                render_one_video.py --ckpt RUN/ckpt.pt --path_file poses.json
 Fragments:     render_one_video.py --ckpt RUN_f00000/ckpt.pt --fragments RUN_f00150/ckpt.pt ... (one joined mp4,
-               in frame order, under <basedir>/<expname>_stitched/; see engine/fragments.py)
+               in frame order, under <basedir>/<expname>_stitched/; see engine/train/fragments.py)
 
 Output: ``RUN/videos/<name>_<mode>.mp4`` (``--out_dir`` to change), where <name> is the camera
 name (e.g. ``cam03``, ``cam03_f0010-0019`` for a frame range) or ``path_spiral``, ``path_circle``,
@@ -29,9 +29,9 @@ import argparse
 import configargparse
 
 from engine.cli import run_main
-from engine.fragments import render_fragments
-from engine.paths import PATHS
-from engine.render import MODES
+from engine.render.camera_paths import PATHS
+from engine.render.frames import MODES
+from engine.train.fragments import render_fragments
 from engine.workflow import VideoRequest, render_video
 
 

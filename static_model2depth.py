@@ -16,8 +16,8 @@ from core.errors import UserError
 from dataLoader.scene_layout import SceneDir
 from engine import options
 from engine.cli import run_main
-from engine.setup import pick_device
-from engine.static_depth import DEPTH_STATS, ExportOptions, export_depth_file
+from engine.render.static_depth import DEPTH_STATS, ExportOptions, export_depth_file
+from engine.train.setup import pick_device
 
 
 def build_parser() -> configargparse.ArgumentParser:

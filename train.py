@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from engine import options
 from engine.cli import run_main
-from engine.trainer import Trainer
+from engine.train.trainer import Trainer
 from engine.workflow import finish_training
 
 

@@ -3,13 +3,13 @@
 Writes the inward scene (7 cameras on a 120 degree arc around the objects, inside a closed room;
 cam00, the middle of the arc, is the held-out test camera) once under ``--workdir``, then trains it twice
 with the same settings. With ``--points 1`` (default) the scene gets the sparse points an SfM run
-(``imgs2poses.py``) gives a real capture, emulated by ``dataLoader.synthetic_keypoints`` on the training
+(``imgs2poses.py``) gives a real capture, emulated by ``synthetic.keypoints`` on the training
 cameras; bounded mode then takes its aabb from them. ``--points 0`` leaves the cameras' frusta as the
 only source of the box. The two runs: ``--ndc_ray -1`` (the automatic choice, which must pick bounded for this rig) and
 ``--ndc_ray 1`` (NDC forced). Prints one JSON line per run and a final JSON summary with both test PSNRs
 and the gain (the issue's acceptance: bounded >= NDC + 3 dB).
 
-Usage: python bench/bounded_vs_ndc.py [--workdir /tmp/bounded_vs_ndc] [--n_iters 1000] [--points 1]
+Usage: python -m bench.bounded_vs_ndc [--workdir /tmp/bounded_vs_ndc] [--n_iters 1000] [--points 1]
        [--device auto]
 Any other ``--key value`` is passed to both training runs (e.g. ``--test_cams 3``).
 """
@@ -18,21 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from dataLoader.depth_files import save_depth_table  # noqa: E402
-from dataLoader.scene_layout import SceneDir  # noqa: E402
-from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
-from dataLoader.synthetic_scene import write_scene  # noqa: E402
-from engine import options  # noqa: E402
-from engine.evaluate import evaluate_camera  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from dataLoader.depth_files import save_depth_table
+from dataLoader.scene_layout import SceneDir
+from engine import options
+from engine.evaluation.evaluate import evaluate_camera
+from engine.train.trainer import Trainer
+from synthetic.keypoints import gt_keypoint_table
+from synthetic.scene import write_scene
 
 # Settings shared by both runs (the schedule scales with --n_iters, see schedule()).
 TRAIN_ARGS = [

@@ -8,12 +8,12 @@ AbsRel / RMSE / delta<1.25 against gt_depth (all pixels and frames, and static p
 PNG with the test camera's depth maps side by side (GT | a | b | c, frame 0).
 
 (b) uses a keypoint table in the ``colmap_depth.npz`` format built from the ground truth
-(``dataLoader.synthetic_keypoints``: FAST corners of each training camera's first frame, depth read
+(``synthetic.keypoints``: FAST corners of each training camera's first frame, depth read
 from gt_depth there, static points only, synthetic reprojection errors). imgs2poses.py /
 colmap2depth.py are not run: on this smooth-textured 64x48 scene SfM registers no model
 (BENCHMARKS.md, SfM section), and a model would put the rig in COLMAP's world, not the ground truth's.
 
-Usage: python bench/depth_gain.py [--iters 400] [--static_iters 400] [--width 64 --height 48]
+Usage: python -m bench.depth_gain [--iters 400] [--static_iters 400] [--width 64 --height 48]
        [--workdir DIR] [--reuse 1] [--runs a b c] [--depth_config configs/depth/static_model.txt]
 BENCHMARKS.md used --static_iters 500 --iters 600: 197 s on 2 idle cores (the defaults take less).
 """
@@ -22,29 +22,27 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+import torch
+
+from dataLoader.depth_files import load_dense_depth, save_depth_table
+from dataLoader.scene_layout import SceneDir
+from engine import options
+from engine.evaluation.evaluate import load_gt_depth
+from engine.evaluation.metrics import depth_metrics, evaluate_video
+from engine.evaluation.visualize import colorize_depth, save_png
+from engine.render.frames import render_pose
+from engine.render.static_depth import export_depth_file, prepare_static_capture
+from engine.train.trainer import Trainer
+from synthetic.keypoints import gt_keypoint_table
+from synthetic.scene import make_scene, render_view, write_scene
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from dataLoader.depth_files import load_dense_depth, save_depth_table  # noqa: E402
-from dataLoader.scene_layout import SceneDir  # noqa: E402
-from dataLoader.synthetic_keypoints import gt_keypoint_table  # noqa: E402
-from dataLoader.synthetic_scene import make_scene, render_view, write_scene  # noqa: E402
-from engine import options  # noqa: E402
-from engine.evaluate import load_gt_depth  # noqa: E402
-from engine.metrics import depth_metrics, evaluate_video  # noqa: E402
-from engine.render import render_pose  # noqa: E402
-from engine.static_depth import export_depth_file, prepare_static_capture  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from engine.visualize import colorize_depth, save_png  # noqa: E402
 
 # Dynamic runs: a small MixVoxels for CPU minutes (schedule scaled by --iters).
 MODEL = ["--n_variation_iters", "100", "--n_lamb_sigma", "8", "4", "4", "--n_lamb_sh", "16", "8", "8",

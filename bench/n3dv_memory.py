@@ -1,7 +1,7 @@
 """Host memory at N3DV scale: preprocess + 50 training iterations on a 20-camera, 300-frame, 1352x1014 scene.
 
 The scene is synthetic and cheap to make: ``--n_distinct`` frames per camera are rendered
-(``dataLoader.synthetic_scene``) and hard-linked to fill the 300 frame names, so the cache build
+(``synthetic.scene``) and hard-linked to fill the 300 frame names, so the cache build
 still decodes 6,000 full-size PNGs (the realistic cost) but the scene takes little disk.
 
 Memory is **peak anonymous RSS** (``RssAnon`` of /proc/self/status: heap, numpy/torch buffers),
@@ -11,7 +11,7 @@ spike shorter than the interval; VmHWM (an upper bound incl. file pages) is prin
 
 Prints JSON lines (scene, preprocess, train, summary with the published code's estimate).
 The ~25 GB cache is deleted at the end (``--keep_cache 1`` to keep), the scene too unless
-``--keep_scene 1``. Usage: python bench/n3dv_memory.py [--workdir /tmp/n3dv_bench] [--n_iters 50]
+``--keep_scene 1``. Usage: python -m bench.n3dv_memory [--workdir /tmp/n3dv_bench] [--n_iters 50]
 """
 from __future__ import annotations
 
@@ -21,21 +21,18 @@ import mmap
 import os
 import platform
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from dataLoader.dataset import VideoDataset  # noqa: E402
-from dataLoader.scene_layout import SceneDir  # noqa: E402
-from dataLoader.synthetic_scene import write_scene  # noqa: E402
-from engine import options  # noqa: E402
-from engine.options import data_options  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from dataLoader.dataset import VideoDataset
+from dataLoader.scene_layout import SceneDir
+from engine import options
+from engine.options import data_options
+from engine.train.trainer import Trainer
+from synthetic.scene import write_scene
 
 GIB = 1024 ** 3
 

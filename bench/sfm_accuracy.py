@@ -1,7 +1,7 @@
 """SfM accuracy of imgs2poses.py + colmap2depth.py on the synthetic scene; one JSON line per variant.
 
 For each variant a one-frame synthetic scene is written with
-``dataLoader.synthetic_scene.write_scene`` (frames/camXX/0000.png, poses_bounds.npy,
+``synthetic.scene.write_scene`` (frames/camXX/0000.png, poses_bounds.npy,
 gt_depth/camXX.npy), the ground-truth poses are kept, and the two stages run on the
 scene dir. The SfM cameras are aligned to the ground truth by a similarity: the
 rotation from the cameras' orientations (chordal mean; a centres-only Umeyama fit is
@@ -18,7 +18,7 @@ multi-scale albedo detail, ``write_scene(texture="detailed")``) at 96 x 72 .. 48
 the true focal as a fixed prior, at 480 x 360 self-calibrating, and at 320 x 240 together with
 8 static-capture views (``--static_dir``; the static poses are judged with the video rig's
 similarity). Scenes are rendered with ``--supersample`` (default 3, the generator's) rays per pixel axis.
-Usage: python bench/sfm_accuracy.py [--only detailed_320 ...] [--seeds 0 1 2]
+Usage: python -m bench.sfm_accuracy [--only detailed_320 ...] [--seeds 0 1 2]
 """
 from __future__ import annotations
 
@@ -32,17 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import colmap2depth  # noqa: E402
-import imgs2poses  # noqa: E402
-from core.errors import UserError  # noqa: E402
-from dataLoader import synthetic_scene  # noqa: E402
-from dataLoader.depth_files import SparseDepth, load_sparse_depth  # noqa: E402
-from dataLoader.poses import load_poses_bounds  # noqa: E402
-from dataLoader.scene_layout import SceneDir  # noqa: E402
+import colmap2depth
+import imgs2poses
+from core.errors import UserError
+from dataLoader.depth_files import SparseDepth, load_sparse_depth
+from dataLoader.poses import load_poses_bounds
+from dataLoader.scene_layout import SceneDir
+from synthetic import scene as synthetic_scene
 
 VARIANTS = {  # name: (width, height, texture, fixed focal prior, static views)
     "smooth_96": (96, 72, "smooth", False, 0),

@@ -1,7 +1,7 @@
 """Training speed on the demo scene: rays/s, iterations/s, peak RSS, test PSNR at wall-clock budgets.
 
 Prints one JSON line per budget and a final summary line. Evaluation time is excluded from
-the budgets. Usage: python bench/train_speed.py [--datadir data/synthetic_demo] [--budgets 60 180 300]
+the budgets. Usage: python -m bench.train_speed [--datadir data/synthetic_demo] [--budgets 60 180 300]
 """
 from __future__ import annotations
 
@@ -9,20 +9,17 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from engine import options  # noqa: E402
-from engine.metrics import video_psnr  # noqa: E402
-from engine.render import render_pose  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from engine import options
+from engine.evaluation.metrics import video_psnr
+from engine.render.frames import render_pose
+from engine.train.trainer import Trainer
 
 
 def test_psnr(trainer: Trainer) -> float:

@@ -171,7 +171,7 @@ def image_files(folder: Path) -> list[Path]:
 def list_cameras(datadir: Path) -> list[Path]:
     frames = SceneDir(datadir).frames
     if not frames.is_dir():
-        raise UserError(f"{frames}: no frames folder (run tools/prepare_video.py on the videos first)")
+        raise UserError(f"{frames}: no frames folder (run python -m tools.prepare_video on the videos first)")
     cams = sorted(p for p in frames.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not cams:
         raise UserError(f"{frames}: no camera folders")

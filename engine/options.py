@@ -24,7 +24,7 @@ from dataLoader.atomic_io import write_text
 from dataLoader.dataset import DataOptions
 from dataLoader.depth_targets import DEPTH_SOURCES, DepthTargetOptions
 from dataLoader.scene_layout import DENSE_DEPTH, SPARSE_DEPTH, SceneDir
-from engine.schedule import GridSchedule
+from engine.train.schedule import GridSchedule
 from models.mixvoxels import ModelConfig
 from models.objective import DEPTH_LOSSES, ObjectiveWeights
 
@@ -276,7 +276,7 @@ class Options:
 
     ``config`` keeps the flat resolved config: it is what ``config.txt`` and checkpoints store.
     ``model`` holds the config's model keys; the scene's frame count, ray space and near/far are
-    filled in when the model is built (:func:`engine.setup.new_model`).
+    filled in when the model is built (:func:`engine.train.setup.new_model`).
     """
 
     run: RunOptions

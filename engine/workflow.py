@@ -15,12 +15,12 @@ import numpy as np
 from core.errors import UserError
 from dataLoader.frame_cache import target_size
 from engine.checkpoint import load_model
-from engine.evaluate import evaluate_run, write_metrics
-from engine.paths import PATHS, CameraPath, load_path_file, make_path
-from engine.render import MODES, iter_camera_frames, iter_path_frames, model_frames, write_render_video
-from engine.report import write_report
-from engine.setup import environment, pick_device
-from engine.visualize import plot_training_curves
+from engine.evaluation.evaluate import evaluate_run, write_metrics
+from engine.evaluation.report import write_report
+from engine.evaluation.visualize import plot_training_curves
+from engine.render.camera_paths import PATHS, CameraPath, load_path_file, make_path
+from engine.render.frames import MODES, iter_camera_frames, iter_path_frames, model_frames, write_render_video
+from engine.train.setup import environment, pick_device
 
 log = logging.getLogger(__name__)
 

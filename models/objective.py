@@ -4,7 +4,7 @@ Terms: static colour (every ray, against the frame mean), TV of the static plane
 (rays the dynamic branch rendered), TV of the dynamic planes, the variation-field BCE against the
 temporal-std label, and the depth term of the static branch (dense targets of the colour batch on
 static rays, or a separately rendered batch of keypoint rays). The per-step scales (TV decay,
-depth-weight decay) come from :mod:`engine.schedule`.
+depth-weight decay) come from :mod:`engine.train.schedule`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class ObjectiveWeights:
 
 @dataclass(frozen=True)
 class StepScales:
-    """Per-iteration factors: TV scale and depth weight (see :mod:`engine.schedule`)."""
+    """Per-iteration factors: TV scale and depth weight (see :mod:`engine.train.schedule`)."""
 
     tv: float
     depth: float = 0.0

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataLoader.synthetic_scene import write_scene
 from engine import options
+from synthetic.scene import write_scene
 
 TINY_SCENE = dict(n_cams=4, n_frames=4, width=32, height=24, n_static_views=4, supersample=1, video=False)
 

@@ -16,16 +16,16 @@ from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import camera_rays, pixel_directions
 from dataLoader.rig_geometry import bounded_box, view_spread_deg
 from dataLoader.scene_layout import SceneDir
-from dataLoader.synthetic_scene import write_scene
-from engine.evaluate import evaluate_camera
+from engine.evaluation.evaluate import evaluate_camera
 from engine.options import data_options
-from engine.paths import convergence_point, look_at, make_path
-from engine.render import render_pose
-from engine.trainer import Trainer
+from engine.render.camera_paths import convergence_point, look_at, make_path
+from engine.render.frames import render_pose
+from engine.train.trainer import Trainer
 from models import volume_rendering as vr
 from models.mixvoxels import MixVoxels, ModelConfig
 from models.types import RayBatch
 from models.visibility import seen_grid
+from synthetic.scene import write_scene
 from tests.conftest import tiny_config
 
 INWARD = dict(rig="inward", n_cams=9, n_frames=3, width=32, height=24, n_static_views=0, supersample=1, video=False)

@@ -22,7 +22,7 @@ import static_model2depth
 from bench.sfm_accuracy import SMALLEST_RELIABLE
 from dataLoader.depth_files import load_dense_depth
 from dataLoader.scene_layout import SceneDir
-from dataLoader.synthetic_scene import write_scene
+from synthetic.scene import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = SMALLEST_RELIABLE

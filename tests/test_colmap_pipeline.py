@@ -30,12 +30,12 @@ from dataLoader.depth_files import save_depth_table
 from dataLoader.depth_targets import KeypointTargets
 from dataLoader.poses import load_poses_bounds
 from dataLoader.scene_layout import SceneDir
-from dataLoader.synthetic_scene import write_scene
 from dataLoader.video_io import read_png
 from engine.checkpoint import load_model
 from engine.options import data_options, depth_target_options
-from engine.trainer import Trainer
+from engine.train.trainer import Trainer
 from models.types import RayBatch
+from synthetic.scene import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest size at which SfM is reliable (bench/sfm_accuracy.py); 4 frames so that the

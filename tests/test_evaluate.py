@@ -17,11 +17,11 @@ import pytest
 
 from dataLoader.dataset import VideoDataset
 from engine.checkpoint import load_model
-from engine.evaluate import evaluate_camera, load_gt_depth
-from engine.metrics import depth_metrics, evaluate_video
+from engine.evaluation.evaluate import evaluate_camera, load_gt_depth
+from engine.evaluation.metrics import depth_metrics, evaluate_video
 from engine.options import data_options
-from engine.render import render_pose
-from engine.trainer import Trainer
+from engine.render.frames import render_pose
+from engine.train.trainer import Trainer
 from engine.workflow import evaluate_checkpoint, finish_training
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import metrics, visualize
+from engine.evaluation import metrics, visualize
 
 
 def _rng(seed=0):

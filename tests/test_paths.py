@@ -10,7 +10,7 @@ from core.errors import UserError
 from dataLoader.dataset import scene_aabb
 from dataLoader.poses import SceneNormalization, average_pose, load_poses_bounds
 from dataLoader.scene_layout import SceneDir
-from engine.paths import (
+from engine.render.camera_paths import (
     PATHS,
     CameraPath,
     convergence_point,

@@ -18,10 +18,10 @@ import torch
 from dataLoader.depth_files import DenseDepth, save_dense_depth, save_depth_table
 from dataLoader.poses import load_poses_bounds
 from dataLoader.scene_layout import SceneDir
-from dataLoader.synthetic_keypoints import gt_keypoint_table
 from engine import options
-from engine.trainer import Trainer
+from engine.train.trainer import Trainer
 from engine.workflow import finish_training
+from synthetic.keypoints import gt_keypoint_table
 
 # The demo config with a schedule and grid scaled to the 32x24 tiny scene (every other key from the file).
 DEMO_OVERRIDES = ["--device", "cpu", "--seed", "0", "--n_iters", "40", "--batch_size", "512",

@@ -21,8 +21,8 @@ from core.errors import UserError
 from dataLoader import frame_cache
 from dataLoader.scene_layout import SceneDir
 from engine.checkpoint import load_checkpoint
-from engine.signals import StopRequest, TrainingInterrupted
-from engine.trainer import Trainer
+from engine.train.signals import StopRequest, TrainingInterrupted
+from engine.train.trainer import Trainer
 from engine.workflow import finish_training
 from tests.conftest import TINY_TRAIN, tiny_config
 

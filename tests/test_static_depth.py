@@ -19,14 +19,14 @@ from dataLoader.dataset import DataOptions, VideoDataset
 from dataLoader.depth_files import DenseDepth, load_dense_depth, save_dense_depth
 from dataLoader.poses import SceneNormalization, load_poses_bounds, save_poses_bounds
 from dataLoader.scene_layout import SceneDir
-from dataLoader.synthetic_scene import make_scene, render_view, write_scene
 from engine import options
 from engine.checkpoint import save_checkpoint
 from engine.cli import run_main
-from engine.static_depth import load_static_model, render_static_depth, weight_quantile
-from engine.trainer import Trainer
+from engine.render.static_depth import load_static_model, render_static_depth, weight_quantile
+from engine.train.trainer import Trainer
 from models import build_model
 from models.mixvoxels import ModelConfig
+from synthetic.scene import make_scene, render_view, write_scene
 
 REPO = Path(__file__).resolve().parents[1]
 # A small scene whose static capture a static model fits to ~2 % median depth error in ~30 s (2 cores).

@@ -15,9 +15,10 @@ from dataLoader.depth_files import load_sparse_depth, save_depth_table
 from dataLoader.poses import load_poses_bounds
 from dataLoader.rays import pixel_directions
 from dataLoader.scene_layout import SceneDir
-from dataLoader.synthetic_content import value_noise
-from dataLoader.synthetic_keypoints import gt_keypoint_table
-from dataLoader.synthetic_scene import (
+from dataLoader.video_io import read_png, read_video, to_uint8
+from synthetic.content import value_noise
+from synthetic.keypoints import gt_keypoint_table
+from synthetic.scene import (
     cast_rays,
     focal_from_fov,
     make_scene,
@@ -25,7 +26,6 @@ from dataLoader.synthetic_scene import (
     video_cameras,
     write_scene,
 )
-from dataLoader.video_io import read_png, read_video, to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_cams=3, n_frames=3, width=32, height=24, n_static_views=4, supersample=2, video=False)

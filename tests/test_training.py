@@ -8,8 +8,8 @@ import torch
 from core.errors import UserError
 from engine import options
 from engine.checkpoint import load_checkpoint, load_model
-from engine.schedule import GridSchedule, lr_factor, n_to_reso
-from engine.trainer import Trainer
+from engine.train.schedule import GridSchedule, lr_factor, n_to_reso
+from engine.train.trainer import Trainer
 from models import losses
 
 UPSAMPLE_AT, ALPHA_AT = (8, 16), (12, 20)

@@ -9,13 +9,9 @@ plot), ``training_curves.png`` and ``report.html`` (static; open it in a browser
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.cli import run_main  # noqa: E402
-from engine.workflow import evaluate_checkpoint  # noqa: E402
+from engine.cli import run_main
+from engine.workflow import evaluate_checkpoint
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Stage: write the embedded synthetic scene (multi-camera video with ground-truth depth).
 
-Output (see :func:`dataLoader.synthetic_scene.write_scene`): ``frames/camXX/NNNN.png``,
+Output (see :func:`synthetic.scene.write_scene`): ``frames/camXX/NNNN.png``,
 ``videos/camXX.mp4``, ``poses_bounds.npy`` (+ ``_cams.txt``), ``gt_depth/camXX.npy``
 (float32 [T, H, W] camera-axis z, world units), ``meta.json`` and ``static/`` (the
 world at t = 0 with the moving objects removed, from ``--n_static_views`` positions).
@@ -9,16 +9,12 @@ geometry) so that ``imgs2poses.py`` (COLMAP SfM) registers the cameras.
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import configargparse
 
-import configargparse  # noqa: E402
-
-from dataLoader.synthetic_scene import RIGS, TEXTURES, write_scene  # noqa: E402
-from engine.cli import run_main  # noqa: E402
+from engine.cli import run_main
+from synthetic.scene import RIGS, TEXTURES, write_scene
 
 
 def build_parser() -> configargparse.ArgumentParser:

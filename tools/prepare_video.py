@@ -6,15 +6,10 @@ video frame ``--frame_start``). See :mod:`dataLoader.video_io` for the contract.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import configargparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import configargparse  # noqa: E402
-
-from dataLoader.video_io import extract_frames  # noqa: E402
-from engine.cli import run_main  # noqa: E402
+from dataLoader.video_io import extract_frames
+from engine.cli import run_main
 
 
 def build_parser() -> configargparse.ArgumentParser:

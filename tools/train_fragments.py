@@ -1,6 +1,6 @@
 """Train a long video as consecutive fragments, each a normal run dir ``<basedir>/<expname>_fSSSSS``.
 
-    python tools/train_fragments.py --config C --fragment_len 150 [--gpus 0,1] [any train.py key ...]
+    python -m tools.train_fragments --config C --fragment_len 150 [--gpus 0,1] [any train.py key ...]
 
 The config's ``frame_start``/``n_frames`` select the range to split (default: the whole video).
 Without ``--gpus`` (or with one GPU) fragments train one after another in this process; with
@@ -11,13 +11,9 @@ finished fragments and resumes unfinished ones. Join the fragments' videos with
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.cli import run_main  # noqa: E402
-from engine.fragments import parse_devices, train_fragments  # noqa: E402
+from engine.cli import run_main
+from engine.train.fragments import parse_devices, train_fragments
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ def _resume_flags(cfg) -> list[str] | None:
 
 def train_one(argv: list[str]) -> str:
     """Train (or resume, or skip) one fragment run; returns its summary line."""
-    from engine.trainer import Trainer  # heavy imports only where training happens
+    from engine.train.trainer import Trainer  # heavy imports only where training happens
     from engine.workflow import finish_training
 
     cfg = options.resolve(options.parse(argv))

@@ -36,7 +36,7 @@ from dataLoader.rays import pose_rays
 from dataLoader.rig_geometry import mean_view_dir, view_angles_deg, view_spread_deg
 from dataLoader.scene_layout import SceneDir
 from engine.checkpoint import load_model
-from engine.render import chunk_size
+from engine.render.frames import chunk_size
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)

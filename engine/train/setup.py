@@ -12,7 +12,7 @@ import torch
 
 from core.errors import UserError
 from engine.options import RunOptions, upgrade_config
-from engine.schedule import n_to_reso
+from engine.train.schedule import n_to_reso
 from models import build_model
 from models.mixvoxels import ModelConfig
 
@@ -54,7 +54,7 @@ def set_rng_state(state: dict) -> None:
 
 def toolkit_commit() -> str:
     """Short git commit of the toolkit, "+dirty" when tracked files differ from it; "unknown" outside git."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root,
                               timeout=5).stdout.strip()

@@ -4,7 +4,7 @@ World units throughout; cameras use the toolkit's OpenGL axes [right, up,
 backwards] (:mod:`dataLoader.rays`), one shared pinhole (principal point at the
 image centre). The scene content -- analytic :class:`Shape` s (planes, spheres,
 axis-aligned boxes) with procedural textures (``smooth`` by default, ``detailed``
-for SfM), motions and camera rigs -- lives in :mod:`dataLoader.synthetic_content`
+for SfM), motions and camera rigs -- lives in :mod:`synthetic.content`
 and is re-exported here. Shading is Lambertian under one directional light plus
 ambient, no shadows. Moving shapes translate along smooth paths and may change
 colour; time is the frame index ``t`` in ``0 .. n_frames - 1``. The static
@@ -28,7 +28,8 @@ from dataLoader.atomic_io import atomic_dir, save_npy, write_png, write_text, wr
 from dataLoader.poses import look_at, save_poses_bounds
 from dataLoader.rays import pixel_directions
 from dataLoader.scene_layout import SceneDir
-from dataLoader.synthetic_content import (
+from dataLoader.video_io import to_uint8
+from synthetic.content import (
     RIGS,
     TEXTURES,
     Motion,
@@ -40,7 +41,6 @@ from dataLoader.synthetic_content import (
     static_cameras,
     video_cameras,
 )
-from dataLoader.video_io import to_uint8
 
 __all__ = ["RIGS", "TEXTURES", "Motion", "RayHits", "Scene", "Shape", "Texture", "camera_ray_dirs", "cast_rays",
            "depth_bounds", "focal_from_fov", "look_at", "make_scene", "render_frames", "render_view",

@@ -8,7 +8,7 @@ when ``gt_depth/<cam>.npy`` exists, depth AbsRel / RMSE / delta<1.25 in world-un
 test cameras and the training cameras.
 
 Outputs in the run dir: ``metrics.json`` (merged with what training wrote), ``test/<cam>_per_frame.csv``,
-pictures under ``test/`` and ``report.html`` (see :mod:`engine.report`).
+pictures under ``test/`` and ``report.html`` (see :mod:`engine.evaluation.report`).
 """
 from __future__ import annotations
 
@@ -25,10 +25,16 @@ import numpy as np
 from dataLoader.atomic_io import write_json, write_text
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import to_uint8
-from engine.metrics import depth_metrics_from_sums, depth_sums, frame_mse_ssim, optional_metrics, video_summary
-from engine.render import DEFAULT_BUFFER_BYTES, iter_camera_frames
-from engine.report import CameraEvaluation, chosen_frames, save_camera_pictures, write_report
-from engine.visualize import plot_per_frame, plot_training_curves
+from engine.evaluation.metrics import (
+    depth_metrics_from_sums,
+    depth_sums,
+    frame_mse_ssim,
+    optional_metrics,
+    video_summary,
+)
+from engine.evaluation.report import CameraEvaluation, chosen_frames, save_camera_pictures, write_report
+from engine.evaluation.visualize import plot_per_frame, plot_training_curves
+from engine.render.frames import DEFAULT_BUFFER_BYTES, iter_camera_frames
 
 log = logging.getLogger(__name__)
 

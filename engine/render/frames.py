@@ -23,8 +23,8 @@ from dataLoader.depth_space import ray_param_to_camera_z
 from dataLoader.poses import SceneNormalization
 from dataLoader.rays import PoseRays, pose_rays
 from dataLoader.video_io import to_uint8
-from engine.paths import CameraPath
-from engine.visualize import colorize_depth
+from engine.evaluation.visualize import colorize_depth
+from engine.render.camera_paths import CameraPath
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ alpha mask and grid size, optimizer, AMP scaler, ray-sampler and depth-sampler p
 whether the variation warm-up ran, history, RNG states), so ``--resume 1`` continues the same
 sequence of iterations as an uninterrupted run with the same config (bit-identical on CPU).
 Checkpoints are written every ``save_every`` iterations and on SIGINT/SIGTERM (then the run
-exits with one line, see :mod:`engine.signals`).
+exits with one line, see :mod:`engine.train.signals`).
 """
 from __future__ import annotations
 
@@ -28,10 +28,11 @@ from dataLoader.atomic_io import write_json
 from dataLoader.dataset import VideoDataset
 from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler, KeypointSampler
-from engine import options, setup
+from engine import options
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
-from engine.schedule import depth_weight, lr_factor, n_to_reso, tv_scale
-from engine.signals import StopRequest, TrainingInterrupted
+from engine.train import setup
+from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale
+from engine.train.signals import StopRequest, TrainingInterrupted
 from models import losses
 from models.objective import StepScales
 from models.visibility import seen_grid

@@ -15,8 +15,8 @@ import numpy as np
 
 from dataLoader.atomic_io import write_text, write_video
 from dataLoader.video_io import to_uint8
-from engine.render import disparity_range
-from engine.visualize import colorize_depth, error_heatmap, save_png
+from engine.evaluation.visualize import colorize_depth, error_heatmap, save_png
+from engine.render.frames import disparity_range
 
 ERROR_VMAX = 0.25  # mean absolute RGB error mapped to the brightest heat-map colour
 
