@@ -289,7 +289,7 @@ def test_poses_file_of_other_cameras_or_world_is_refused(posed_copy: Path):
         colmap2depth.main([str(posed_copy)])
     cams.write_bytes(before["poses_bounds_cams.txt"])
     write_scene(posed_copy.parent / "gt", **dict(SFM_SCENE, n_frames=1, width=32, height=24))
-    shutil.copy(posed_copy.parent / "gt" / "poses_bounds.npy", SceneDir(posed_copy).poses)  # GT world
+    shutil.copy(SceneDir(posed_copy.parent / "gt").poses, SceneDir(posed_copy).poses)  # GT world
     with pytest.raises(UserError, match=r"not the same world\) for camera\(s\) cam00 .*cam04 "):
         colmap2depth.main([str(posed_copy)])
     assert SceneDir(posed_copy).sparse_depth.read_bytes() == before["colmap_depth.npz"]
