@@ -30,7 +30,7 @@ import torch
 from dataLoader.dataset import VideoDataset
 from dataLoader.scene_layout import SceneDir
 from engine import options
-from engine.options import data_options
+from engine.option_groups import data_options
 from engine.train.trainer import Trainer
 from synthetic.scene import write_scene
 

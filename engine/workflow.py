@@ -176,7 +176,7 @@ def evaluate_checkpoint(ckpt: str, device: str = "auto", datadir: str = "", n_im
     """Evaluate a checkpoint's test cameras on its training data (``datadir`` overrides the stored path);
     updates RUN/metrics.json, the per-frame CSVs, pictures and RUN/report.html. Returns a summary."""
     from dataLoader.dataset import VideoDataset  # the dataset pulls in the frame cache; import lazily
-    from engine.options import data_options
+    from engine.option_groups import data_options
 
     dev = pick_device(device)
     model, norm, state = load_model(ckpt, dev)

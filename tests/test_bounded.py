@@ -17,7 +17,7 @@ from dataLoader.rays import camera_rays, pixel_directions
 from dataLoader.rig_geometry import bounded_box, view_spread_deg
 from dataLoader.scene_layout import SceneDir
 from engine.evaluation.evaluate import evaluate_camera
-from engine.options import data_options
+from engine.option_groups import data_options
 from engine.render.camera_paths import convergence_point, look_at, make_path
 from engine.render.frames import render_pose
 from engine.train.trainer import Trainer

@@ -32,7 +32,7 @@ from dataLoader.poses import load_poses_bounds
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import read_png
 from engine.checkpoint import load_model
-from engine.options import data_options, depth_target_options
+from engine.option_groups import data_options, depth_target_options
 from engine.train.trainer import Trainer
 from models.types import RayBatch
 from synthetic.scene import write_scene

@@ -19,7 +19,7 @@ from dataLoader.dataset import VideoDataset
 from engine.checkpoint import load_model
 from engine.evaluation.evaluate import evaluate_camera, load_gt_depth
 from engine.evaluation.metrics import depth_metrics, evaluate_video
-from engine.options import data_options
+from engine.option_groups import data_options
 from engine.render.frames import render_pose
 from engine.train.trainer import Trainer
 from engine.workflow import evaluate_checkpoint, finish_training

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from engine.options import RunOptions, upgrade_config
+from engine.option_groups import RunOptions
+from engine.options import upgrade_config
 from engine.train.schedule import n_to_reso
 from models import build_model
 from models.mixvoxels import ModelConfig

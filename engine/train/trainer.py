@@ -28,7 +28,7 @@ from dataLoader.atomic_io import write_json
 from dataLoader.dataset import VideoDataset
 from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler, KeypointSampler
-from engine import options
+from engine import option_groups, options
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.train import setup
 from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale
@@ -44,7 +44,7 @@ class Trainer:
     def __init__(self, cfg: argparse.Namespace):
         """cfg: a resolved config (:func:`engine.options.resolve`); its typed groups are built once here."""
         self.cfg = cfg  # the flat config: what config.txt and checkpoints store
-        self.opts = options.groups(cfg)
+        self.opts = option_groups.groups(cfg)
         run, train = self.opts.run, self.opts.train
         self.run, self.train = run, train
         self.device = setup.pick_device(run.device)
