@@ -21,7 +21,7 @@ import configargparse
 from core.errors import UserError
 from dataLoader.atomic_io import write_text
 from dataLoader.depth_targets import DEPTH_SOURCES
-from dataLoader.scene_layout import DENSE_DEPTH, SPARSE_DEPTH
+from dataLoader.scene_layout import DENSE_DEPTH, SPARSE_DEPTH, SceneDir
 from models.mixvoxels import ModelConfig
 from models.objective import DEPTH_LOSSES
 
@@ -175,8 +175,7 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         out.expname = Path(cfg.config).stem if cfg.config else Path(cfg.datadir.rstrip("/")).name or "run"
     if not cfg.datadir:
         raise UserError("config: datadir is not set")
-    datadir = Path(cfg.datadir)
-    out.datadir = str(datadir if datadir.is_absolute() else Path(cfg.data_root) / datadir)
+    out.datadir = str(SceneDir(cfg.data_root).resolve(cfg.datadir))
     if out.std_blur_kernel < 0 or (out.std_blur_kernel and out.std_blur_kernel % 2 == 0):
         raise UserError(f"config: std_blur_kernel must be 0 (auto) or an odd number, got {cfg.std_blur_kernel}")
     if out.dynamic_pool_kernel_size % 2 == 0:
