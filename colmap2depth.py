@@ -34,7 +34,7 @@ from dataLoader.colmap_points import keypoint_depth_table
 from dataLoader.depth_files import save_depth_table
 from dataLoader.poses import cams_file, load_poses_bounds
 from dataLoader.scene_layout import SceneDir
-from engine.cli import run_main
+from engine.cli import refuse_existing, run_main
 
 
 def build_parser() -> configargparse.ArgumentParser:
@@ -45,6 +45,7 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--poses_file", default="", help="LLFF poses (default DATADIR/poses_bounds.npy)")
     p.add_argument("--image_prefix", default="", help="model image-name prefix of these cameras (static/)")
     p.add_argument("--out", default="", help="output file (default DATADIR/colmap_depth.npz)")
+    p.add_argument("--overwrite", type=int, default=0, choices=(0, 1), help="1: replace an existing output file")
     return p
 
 
@@ -68,11 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     poses = Path(args.poses_file or scene.poses)
     sparse = Path(args.sparse_dir or scene.sparse_model)
     out = Path(args.out or scene.sparse_depth)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give the output file name (e.g. {SceneDir(out).sparse_depth})")
+    refuse_existing([out], args.overwrite)
     rig = load_poses_bounds(poses)
     names = _camera_names(datadir, poses, len(rig), rig.names)
     rec, ids = colmap.read_model_in_world(sparse, rig.c2w, float(rig.bounds[:, 0].min()), names,
                                           args.image_prefix, source=f"{poses} vs {sparse}")
     table = keypoint_depth_table(rec, ids, names, rig.hwf, rig.bounds)
+    table["c2w"] = rig.c2w
     if len(table["depth"]) == 0:
         raise UserError(f"{sparse}: no 3D point lies inside the [near, far] bounds of {poses}")
     save_depth_table(out, table)

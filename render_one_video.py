@@ -57,6 +57,8 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--max_buffer_mb", type=int, default=d.max_buffer_mb,
                    help="float frames held at once while rendering")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--overwrite", type=int, default=d.overwrite, choices=(0, 1),
+                   help="1: replace an existing video/PNGs")
     p.add_argument("--fragments", nargs="*", default=[],
                    help="other fragment checkpoints (train_fragments.py): rendered like --ckpt, joined in order")
     return p

@@ -36,6 +36,7 @@ import numpy as np
 
 from core.errors import UserError
 
+LOW_SPACE = 1 << 16  # free bytes below which an unexplained write error is reported as a full disk
 _REASONS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
             errno.EACCES: "permission denied", errno.EPERM: "permission denied",
             errno.ENOTDIR: "a parent is not a folder", errno.EEXIST: "a parent is not a folder"}
@@ -44,8 +45,19 @@ _REASONS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errn
 def write_error(path: Path, exc: OSError) -> UserError:
     """One-line UserError for a failed write of ``path`` (says whether a previous file survived)."""
     reason = _REASONS.get(exc.errno) or exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if exc.errno not in _REASONS and _free_bytes(Path(path)) < LOW_SPACE:  # e.g. ffmpeg's broken pipe
+        reason = f"disk full? {reason}"
     kept = "; the previous file is intact" if Path(path).is_file() else ""
     return UserError(f"{path}: cannot write ({reason}){kept}")
+
+
+def _free_bytes(path: Path) -> int:
+    for folder in (path.parent, *path.parent.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return LOW_SPACE
 
 
 def _temp_name(path: Path) -> Path:
@@ -145,6 +157,8 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
             raise write_error(path, exc) from None
+        if isinstance(exc, UserError) and str(tmp) in str(exc):  # name the folder the user asked for
+            raise UserError(str(exc).replace(str(tmp), str(path))) from None
         raise
     _fsync(path.parent)
 

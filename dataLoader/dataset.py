@@ -16,13 +16,23 @@ import torch
 from core.errors import UserError
 from dataLoader.depth_targets import DenseDepthTargets, DepthTargetOptions, KeypointTargets
 from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, scan_frames, target_size
-from dataLoader.poses import SceneNormalization
+from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import pose_rays
-from dataLoader.rig_geometry import NDC_BOX, bounded_scene_box, is_forward_facing, min_near, view_spread_deg
+from dataLoader.rig_geometry import (
+    NDC_BOX,
+    bounded_scene_box,
+    box_coverage,
+    is_forward_facing,
+    min_near,
+    view_spread_deg,
+)
 from dataLoader.scene_layout import SceneDir
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
+MIN_BOX_COVERAGE = 0.1  # a configured bounded box holding less of the rays' segments is refused
+WARN_BOX_COVERAGE = 0.5  # ... and one holding less than this is warned about
+MIN_SIDE = 4  # smallest image side (pixels) left after --downsample_train
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,28 @@ def scene_aabb(scene_box) -> np.ndarray:
     """scene_box (3 numbers: lower corner, upper = -lower; or 6 numbers: lower then upper) -> [2, 3]."""
     box = np.asarray(scene_box, dtype=np.float64)
     if box.size == 3:
-        return np.stack([box, -box])
-    if box.size == 6:
-        return box.reshape(2, 3)
-    raise UserError(f"scene_box must have 3 or 6 numbers, got {box.tolist()}")
+        box = np.stack([box, -box])
+    elif box.size == 6:
+        box = box.reshape(2, 3)
+    else:
+        raise UserError(f"--scene_box {box.tolist()}: must have 3 or 6 numbers")
+    if not np.all(np.isfinite(box)) or np.any(box[0] >= box[1]):
+        raise UserError(f"--scene_box {np.asarray(scene_box).tolist()}: the lower corner {box[0].tolist()} must be "
+                        f"below the upper corner {box[1].tolist()} on every axis (3 numbers give the lower corner)")
+    return box
+
+
+def check_box_coverage(rig: CameraRig, norm: SceneNormalization, box: np.ndarray, scene_box) -> None:
+    """A configured bounded box must hold the space the cameras observe: refuse one that holds almost none of
+    the training rays' [near, far] segments, warn loudly about one that misses most of them."""
+    cover = box_coverage(rig, norm, box)
+    what = (f"--scene_box {list(scene_box)} holds {100 * cover:.0f}% of the training rays' [near, far] segments "
+            f"(bounded rays; a box written for NDC rays does not fit them)")
+    if cover < MIN_BOX_COVERAGE:
+        raise UserError(f"{what}; remove scene_box to use the automatic box, or give one around the scene")
+    if cover < WARN_BOX_COVERAGE:
+        log.warning("%s: most of the observed space is outside the model; remove scene_box to use the "
+                    "automatic box", what)
 
 
 class VideoDataset:
@@ -63,6 +91,10 @@ class VideoDataset:
         src = scan_frames(datadir, opts.frame_start, opts.n_frames)
         scene.check_rig(self.rig, src.cam_names, src.hw)
         self.cam_names = src.cam_names
+        small = target_size(src.hw, opts.downsample)
+        if min(small) < MIN_SIDE:
+            raise UserError(f"--downsample_train {opts.downsample:g}: the {src.hw[1]}x{src.hw[0]} frames would be "
+                            f"{small[1]}x{small[0]} pixels (at least {MIN_SIDE} per side needed)")
         blur = opts.std_blur_kernel or auto_blur_kernel(target_size(src.hw, opts.downsample)[1])
         self.cache = FrameCache.open(build_cache(datadir, src, opts.downsample, blur))
         self.h, self.w = self.cache.meta["hw"]
@@ -91,17 +123,20 @@ class VideoDataset:
             log.info("rig views spread over %.0f deg: %s rays", view_spread_deg(self.rig.c2w),
                      "forward-facing NDC" if ndc else "bounded metric")
         if not find_box:
-            box = np.zeros((2, 3))
-        elif opts.scene_box:
-            box = scene_aabb(opts.scene_box)
+            return SceneNormalization.from_rig(self.rig, np.zeros((2, 3)), ndc)
+        if opts.scene_box:
+            box, source = scene_aabb(opts.scene_box), "the config's scene_box"
         elif ndc:
-            box = scene_aabb(NDC_BOX)
+            box, source = scene_aabb(NDC_BOX), "the NDC default"
         else:
             unit = SceneNormalization.from_rig(self.rig, np.zeros((2, 3)), ndc=False)
             box, source = bounded_scene_box(self.rig, unit, opts.datadir, self.cam_names)
-            log.info("bounded scene box %s .. %s from %s", np.round(box[0], 3).tolist(),
-                     np.round(box[1], 3).tolist(), source)
-        return SceneNormalization.from_rig(self.rig, box, ndc)
+        log.info("%s scene box %s .. %s from %s", "NDC" if ndc else "bounded", np.round(box[0], 3).tolist(),
+                 np.round(box[1], 3).tolist(), source)
+        norm = SceneNormalization.from_rig(self.rig, box, ndc)
+        if opts.scene_box and not ndc:
+            check_box_coverage(self.rig, norm, box, opts.scene_box)
+        return norm
 
     @property
     def near_far(self) -> tuple[float, float]:

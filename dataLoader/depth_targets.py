@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from dataLoader.depth_files import load_dense_depth, load_sparse_depth
+from dataLoader.depth_files import check_same_world, load_dense_depth, load_sparse_depth
 from dataLoader.depth_space import camera_z_to_ray_param
 from dataLoader.rays import pose_rays
 
@@ -68,10 +68,13 @@ class DenseDepthTargets:
         t, sig, w = [], [], []
         for k in data.train_idx:
             i = dense.index_of(data.cam_names[k])
-            _check_same_camera(path, data, k, dense.c2w[i])
+            check_same_world(path, [data.cam_names[k]], data.rig.c2w[k:k + 1], dense.c2w[i:i + 1], data.rig.c2w)
             xy = _pixel_grid(data.h, data.w)
             z = dense.depth[i].reshape(-1).astype(np.float64)
             valid = dense.mask[i].reshape(-1) & np.isfinite(z) & (z > 0)
+            if not valid.any():
+                log.warning("%s: no usable depth pixel for training camera %s (mask empty or depth <= 0)", path,
+                            data.cam_names[k])
             z = np.where(valid, z, 1.0)
             rel = np.full_like(z, opts.rel_sigma)
             _, _, tk, sk = keypoint_targets(data, k, xy, z, rel)
@@ -93,7 +96,7 @@ class KeypointTargets:
     def __init__(self, opts: DepthTargetOptions, data, std: np.ndarray):
         path = opts.path
         sp = load_sparse_depth(path)
-        sp.check_cameras(path, data.cam_names)
+        sp.check_cameras(path, data.cam_names, data.rig.c2w)
         xy_all = sp.pixel_xy((data.h, data.w))
         mean_err = max(float(sp.reproj_error.mean()), 1e-6) if len(sp.reproj_error) else 1.0
         parts = []
@@ -122,12 +125,3 @@ def _pixel_grid(h: int, w: int) -> np.ndarray:
     """Pixel-centre coordinates [H*W, 2] (x = column + 0.5, y = row + 0.5), row-major."""
     ys, xs = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
     return np.stack([xs.reshape(-1), ys.reshape(-1)], -1)
-
-
-def _check_same_camera(path: Path, data, k: int, c2w_file: np.ndarray, tol: float = 1e-3) -> None:
-    world = data.rig.c2w[k]
-    extent = max(float(np.ptp(data.rig.c2w[:, :, 3], axis=0).max()), 1e-6)
-    if not (np.allclose(world[:, :3], c2w_file[:, :3], atol=tol)
-            and np.abs(world[:, 3] - c2w_file[:, 3]).max() <= tol * extent):
-        raise UserError(f"{path}: camera {data.cam_names[k]} was rendered at another pose than the scene's "
-                        f"(depth from another world or rig)")

@@ -30,8 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from core.errors import UserError
-from dataLoader.atomic_io import save_npy, write_text
-from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras
+from dataLoader.atomic_io import save_npy, write_error, write_text
+from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras, unreadable_image
 
 try:
     import fcntl
@@ -92,12 +92,17 @@ def cache_key(src: FrameSource, downsample: float, blur_kernel: int) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
-def read_frame(path: Path, hw: tuple[int, int]) -> np.ndarray:
-    """-> uint8 [H, W, 3] RGB resized to hw with area interpolation."""
+def read_frame(path: Path, hw: tuple[int, int], source_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """-> uint8 [H, W, 3] RGB resized to hw with area interpolation.
+
+    ``source_hw``: the size every frame of the capture must have (UserError naming the file otherwise)."""
     try:
         img = iio.imread(path)
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{path}: unreadable image ({exc})") from None
+        raise unreadable_image(path, exc) from None
+    if source_hw is not None and img.shape[:2] != tuple(source_hw):
+        raise UserError(f"{path}: frame is {img.shape[1]}x{img.shape[0]} but the capture's frames are "
+                        f"{source_hw[1]}x{source_hw[0]} (every frame of every camera must have one size)")
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
     img = img[..., :3]
@@ -192,12 +197,13 @@ def _reserve(path: Path) -> None:
                 raise UserError(f"{path}: disk full while reserving the frame cache") from None
 
 
-def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, blur_kernel: int, bar) -> None:
-    """Decode one camera into ``frames[ci]``, save its std map, then mark it finished."""
+def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, source_hw, blur_kernel: int,
+                  bar) -> None:
+    """Decode one camera into ``frames[ci]`` (every frame must be source_hw), save its std map, mark it finished."""
     cam = np.empty((*hw, len(cam_files), 3), dtype=np.uint8)
     moments = TemporalMoments(hw)
     for ti, path in enumerate(cam_files):
-        img = read_frame(path, hw)
+        img = read_frame(path, hw, source_hw)
         cam[:, :, ti] = img
         moments.add(img)
         bar.update(1)
@@ -217,17 +223,44 @@ def build_cache(datadir: Path, src: FrameSource, downsample: float, blur_kernel:
     key = cache_key(src, downsample, blur_kernel)
     root = SceneDir(datadir).cache
     final = root / key
-    if (final / "meta.json").is_file():
+    shape = (len(src.files), *target_size(src.hw, downsample), len(src.files[0]), 3)
+    if _cache_intact(final, shape):
         return final
+    try:
+        return _build(datadir, src, downsample, blur_kernel, key, shape)
+    except OSError as exc:
+        raise write_error(root, exc) from None
+
+
+def _cache_intact(final: Path, shape: tuple[int, ...]) -> bool:
+    """True when ``final`` holds a complete cache of ``shape``; a damaged one is removed (it is rebuilt)."""
+    if not (final / "meta.json").is_file():
+        return False
+    try:
+        frames = np.load(final / "frames.npy", mmap_mode="r")
+        std = np.load(final / "std.npy", mmap_mode="r")
+        json.loads((final / "meta.json").read_text())
+        if frames.shape == shape and frames.dtype == np.uint8 and std.shape == shape[:3]:
+            return True
+    except (OSError, ValueError, EOFError):
+        pass
+    log.warning("%s: frame cache is damaged or incomplete; rebuilding it", final)
+    shutil.rmtree(final, ignore_errors=True)
+    return False
+
+
+def _build(datadir: Path, src: FrameSource, downsample: float, blur_kernel: int, key: str,
+           shape: tuple[int, ...]) -> Path:
+    root = datadir / "cache"
+    final = root / key
     root.mkdir(parents=True, exist_ok=True)
     with _build_lock(root / f".lock-{key}"):
-        if (final / "meta.json").is_file():  # another process finished it while we waited
+        if _cache_intact(final, shape):  # another process finished it while we waited
             return final
-        hw = target_size(src.hw, downsample)
-        k, t = len(src.files), len(src.files[0])
+        k, hw, t = shape[0], shape[1:3], shape[3]
         tmp = root / f".tmp-{key}"
-        plan = {"version": CACHE_VERSION, "key": key, "shape": [k, *hw, t, 3]}
-        frames, done = _open_partial_build(tmp, plan, (k, *hw, t, 3))
+        plan = {"version": CACHE_VERSION, "key": key, "shape": list(shape)}
+        frames, done = _open_partial_build(tmp, plan, shape)
         if done:
             log.info("continuing an interrupted cache build: %d of %d cameras already done", len(done), k)
         with tqdm(total=k * t, initial=len(done) * t, desc="caching frames", unit="frame",
@@ -235,7 +268,7 @@ def build_cache(datadir: Path, src: FrameSource, downsample: float, blur_kernel:
             for ci, cam_files in enumerate(src.files):
                 if ci not in done:
                     bar.set_postfix(cam=src.cam_names[ci])
-                    _cache_camera(frames, tmp, ci, cam_files, hw, blur_kernel, bar)
+                    _cache_camera(frames, tmp, ci, cam_files, hw, src.hw, blur_kernel, bar)
         del frames
         std = np.stack([np.load(tmp / f"std_{ci:04d}.npy") for ci in range(k)])
         save_npy(tmp / "std.npy", std)

@@ -21,6 +21,24 @@ from core.errors import UserError
 from dataLoader.atomic_io import save_npy, write_text
 
 NEAR_FACTOR = 0.75
+ROTATION_TOL = 1e-3  # max |R^T R - I| entry and |det R - 1| accepted for a camera rotation
+
+
+def check_rotations(rot: np.ndarray, source: str) -> None:
+    """UserError unless every rot [K, 3, 3] is a proper rotation: R^T R = I and det R = +1 within ROTATION_TOL.
+
+    A mirrored camera (det -1) or a sheared one (det 1 but skewed axes) is refused by row index.
+    """
+    gram_err = np.abs(np.swapaxes(rot, -1, -2) @ rot - np.eye(3)).max(axis=(-2, -1))
+    dets = np.linalg.det(rot)
+    skewed = [int(i) for i in np.flatnonzero(gram_err > ROTATION_TOL)]
+    if skewed:
+        raise UserError(f"{source}: rotation blocks of rows {skewed} are not orthonormal "
+                        f"(max |R^T R - I| = {gram_err.max():.3g}, tolerance {ROTATION_TOL:g})")
+    mirrored = [int(i) for i in np.flatnonzero(np.abs(dets - 1) > ROTATION_TOL)]
+    if mirrored:
+        raise UserError(f"{source}: rotation blocks of rows {mirrored} have det {np.round(dets[mirrored], 4).tolist()} "
+                        f"(a mirrored camera; a rotation needs det +1, tolerance {ROTATION_TOL:g})")
 
 
 @dataclass(frozen=True)
@@ -69,9 +87,7 @@ def parse_poses_bounds(arr: np.ndarray, source: str = "poses array") -> CameraRi
     if np.any(hwf <= 0):
         raise UserError(f"{source}: non-positive H, W or focal {hwf.tolist()}")
     rot = llff_to_opengl(mats[:, :, :3])
-    dets = np.linalg.det(rot)
-    if np.any(np.abs(np.abs(dets) - 1) > 1e-3):
-        raise UserError(f"{source}: rotation blocks are not orthonormal (|det| = {np.abs(dets).round(4).tolist()})")
+    check_rotations(rot, source)
     bounds = arr[:, 15:17]
     if np.any(bounds[:, 0] <= 0) or np.any(bounds[:, 1] <= bounds[:, 0]):
         raise UserError(f"{source}: near/far bounds must satisfy 0 < near < far")

@@ -91,3 +91,25 @@ def bounded_scene_box(rig: CameraRig, norm: SceneNormalization, datadir: Path | 
 def min_near(rig: CameraRig, norm: SceneNormalization) -> float:
     """Smallest ray parameter to sample in bounded mode: 0.9 x the nearest near bound (normalized)."""
     return 0.9 * float(rig.bounds[:, 0].min()) * norm.scale
+
+
+def box_coverage(rig: CameraRig, norm: SceneNormalization, box: np.ndarray, n_side: int = 8) -> float:
+    """Mean fraction of the training rays' [near, far] segments that lies inside ``box`` [2, 3] (normalized
+    world, bounded rays), over an n_side x n_side pixel grid of every camera. 1: the box holds every segment."""
+    h, w, f = rig.hwf
+    g = (np.arange(n_side) + 0.5) / n_side
+    xy = torch.tensor(np.stack(np.meshgrid(g * w, g * h), -1).reshape(-1, 2), dtype=torch.float64)
+    dirs_cam = pixel_directions(int(h), int(w), float(f), xy).numpy()  # [P, 3], camera z = -1
+    c2w = norm.apply(rig.c2w)
+    fractions = []
+    for k in range(len(rig)):
+        o = c2w[k, :, 3]
+        d = dirs_cam @ c2w[k, :, :3].T  # [P, 3]: unit camera z, so t is camera depth
+        near, far = rig.bounds[k] * norm.scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t0, t1 = (box[0] - o) / d, (box[1] - o) / d
+        lo = np.nan_to_num(np.minimum(t0, t1), nan=-np.inf).max(-1)
+        hi = np.nan_to_num(np.maximum(t0, t1), nan=np.inf).min(-1)
+        inside = np.clip(np.minimum(hi, far) - np.maximum(lo, near), 0.0, None)
+        fractions.append(inside / (far - near))
+    return float(np.mean(fractions))

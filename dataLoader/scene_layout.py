@@ -178,10 +178,18 @@ def list_cameras(datadir: Path) -> list[Path]:
     return cams
 
 
+def unreadable_image(path: Path, exc: Exception) -> UserError:
+    """One line whatever the decoder printed (imageio's messages span several lines)."""
+    detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        detail = "empty file"
+    return UserError(f"{path}: unreadable image ({detail})")
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image file; UserError naming it when it cannot be read."""
     try:
         props = iio.improps(path)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
-        raise UserError(f"{path}: unreadable image ({exc})") from None
+        raise unreadable_image(path, exc) from None
     return int(props.shape[0]), int(props.shape[1])

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def depth_table_points(path: Path, rig: CameraRig, cam_names) -> np.ndarray:
     """Keypoints of ``colmap_depth.npz`` lifted to world points [M, 3] with the rig's cameras."""
     sp = load_sparse_depth(path)
-    sp.check_cameras(path, cam_names)
+    sp.check_cameras(path, cam_names, rig.c2w)
     h, w, f = rig.hwf
     row = np.asarray([list(cam_names).index(n) for n in sp.cam_names], dtype=np.int64)[sp.cam_index]
     xy = sp.pixel_xy((int(h), int(w)))

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.errors import UserError
-from dataLoader.atomic_io import write_png
+from dataLoader.atomic_io import write_error, write_png
 from dataLoader.scene_layout import SceneDir
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,10 @@ def extract_frames(datadir: str | Path, frame_start: int = 0, n_frames: int = -1
     _check_range(infos, frame_start, n_frames)
     size = output_size(infos[0].width, infos[0].height, downsample)
     resize = None if size == (infos[0].width, infos[0].height) else size
-    staging = Path(tempfile.mkdtemp(prefix=".prepare_video-", dir=datadir))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".prepare_video-", dir=datadir))
+    except OSError as exc:
+        raise write_error(frames_dir, exc) from None
     try:
         counts = {}
         for info in tqdm(infos, desc="videos", unit="video", disable=len(infos) < 2):
@@ -240,6 +243,8 @@ def extract_frames(datadir: str | Path, frame_start: int = 0, n_frames: int = -1
                                                        n_frames, resize)
         _check_counts(counts)
         _move_into_place(staging, frames_dir, stems)
+    except UserError as exc:  # name the frames folder, not the private staging folder
+        raise UserError(str(exc).replace(str(staging), str(frames_dir))) from None
         extra = sorted(p.name for p in frames_dir.iterdir() if p.is_dir() and p.name not in stems)
         if extra:
             log.warning("%s also holds %s, which no video here produced", frames_dir, ", ".join(extra))

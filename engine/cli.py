@@ -1,13 +1,15 @@
 """Command-line plumbing shared by every stage script.
 
 ``run_main(main)`` sets up logging and turns a :class:`UserError` into one line on
-stderr and exit code 2 (no traceback); Ctrl-C exits with 130.
+stderr (``error: ...``, newlines folded) and exit code 2 (no traceback); Ctrl-C exits with 130.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from core.errors import UserError
 
@@ -20,14 +22,25 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def refuse_existing(paths, overwrite: bool) -> None:
+    """UserError naming the first existing output of ``paths`` (None entries skipped) unless ``overwrite``."""
+    existing = [Path(p) for p in paths if p is not None and Path(p).exists()]
+    if existing and not overwrite:
+        raise UserError(f"{existing[0]}: exists; pass --overwrite 1 to replace it")
+
+
 def run_main(main: Callable[[], object]) -> None:
     """Run a script's ``main``; user errors end with one line and exit code 2."""
     setup_logging()
     try:
         main()
+        return
     except UserError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(2)
+        message, code = f"error: {' '.join(str(exc).split())}", 2
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
+        message, code = "interrupted", 130
+    # The traceback is gone here: the generators it kept alive are closed now, and with them their
+    # progress bars, so the message starts on a line of its own.
+    gc.collect()
+    sys.stderr.write(f"{message}\n")
+    sys.exit(code)

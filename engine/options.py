@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import configargparse
@@ -22,6 +23,7 @@ from core.errors import UserError
 from dataLoader.atomic_io import write_text
 from dataLoader.depth_targets import DEPTH_SOURCES
 from dataLoader.scene_layout import DENSE_DEPTH, SPARSE_DEPTH, SceneDir
+from engine.config_checks import check_config_files, check_training_config
 from models.mixvoxels import ModelConfig
 from models.objective import DEPTH_LOSSES
 
@@ -165,11 +167,20 @@ def build_parser() -> configargparse.ArgumentParser:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    """Parse the command line; ``--resume 1 --ckpt X`` without ``--config`` uses X's stored config as defaults."""
+    check_config_files(sys.argv[1:] if argv is None else list(argv))
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.resume and known.ckpt and not (known.config or known.base_config):
+        from engine.run_dir import checkpoint_defaults  # nothing to load unless resuming
+
+        parser.set_defaults(**checkpoint_defaults(known.ckpt))
+    return parser.parse_args(argv)
 
 
 def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     """Derived values as a new namespace: expname, absolute datadir, blur kernel."""
+    check_training_config(cfg)
     out = argparse.Namespace(**vars(cfg))
     if not out.expname:
         out.expname = Path(cfg.config).stem if cfg.config else Path(cfg.datadir.rstrip("/")).name or "run"

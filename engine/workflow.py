@@ -5,6 +5,7 @@ Each returns the one-line summary its script prints. Bad input raises :class:`Us
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -13,14 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserError
+from dataLoader.atomic_io import atomic_dir
 from dataLoader.frame_cache import target_size
 from engine.checkpoint import load_model
+from engine.cli import refuse_existing
 from engine.evaluation.evaluate import evaluate_run, write_metrics
 from engine.evaluation.report import write_report
 from engine.evaluation.visualize import plot_training_curves
 from engine.render.camera_paths import PATHS, CameraPath, load_path_file, make_path
 from engine.render.frames import MODES, iter_camera_frames, iter_path_frames, model_frames, write_render_video
 from engine.train.setup import environment, pick_device
+from engine.train.signals import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,17 @@ def test_summary(test: dict) -> str:
 
 
 def finish_training(trainer, ckpt: Path) -> str:
-    """Evaluate test cameras (if asked), write metrics.json, plots and report.html; return a summary line."""
+    """Evaluate test cameras (if asked), write metrics.json, plots and report.html; return a summary line.
+
+    Ctrl-C here stops with one line (the checkpoint is complete; tools/evaluate.py can finish the job)."""
+    try:
+        return _finish_training(trainer, ckpt)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"SIGINT during the end-of-run evaluation: {ckpt} is complete; evaluate it "
+                                  f"with tools/evaluate.py --ckpt {ckpt}") from None
+
+
+def _finish_training(trainer, ckpt: Path) -> str:
     run_dir, cfg = trainer.run_dir, trainer.cfg
     info = {"iterations": trainer.step, "train_time_s": trainer.elapsed, "environment": trainer.environment,
             "grid_resolution": trainer.model.resolution, "ckpt": str(ckpt), "test": {}}
@@ -103,6 +117,7 @@ class VideoRequest:
     out_dir: str = ""
     device: str = "auto"
     max_buffer_mb: int = 1024
+    overwrite: int = 0
     progress: bool = True
 
 
@@ -166,7 +181,9 @@ def render_video(req: VideoRequest) -> str:
     out_dir = ensure_writable_dir(Path(req.out_dir) if req.out_dir else Path(req.ckpt).parent / "videos")
     out = out_dir / f"{name}.mp4"
     png_dir = out_dir / name if req.png else None
-    n = write_render_video(it, out, req.mode, req.fps, png_dir)
+    refuse_existing([out, png_dir], req.overwrite)
+    with atomic_dir(png_dir, overwrite=True) if png_dir else contextlib.nullcontext() as png_tmp:
+        n = write_render_video(it, out, req.mode, req.fps, png_tmp)
     return f"wrote {n} frames ({w}x{h}, {req.mode}) to {out}" + (f" and PNGs to {png_dir}/" if png_dir else "")
 
 

@@ -39,5 +39,7 @@ def gt_keypoint_table(scene: Path, cam_names: list[str], hw: tuple[int, int], n_
     e = table["reproj_error"]
     table["weight"] = 2 * np.exp(-(e / e.mean()) ** 2)
     table = {k: v.astype(np.int32 if k == "cam_index" else np.float32) for k, v in table.items()}
-    table.update(cam_names=np.asarray(cam_names), hw=np.asarray(hw, dtype=np.int32))
+    rig = SceneDir(scene).load_rig()
+    c2w = rig.c2w[[list(rig.names).index(n) for n in cam_names]]
+    table.update(cam_names=np.asarray(cam_names), hw=np.asarray(hw, dtype=np.int32), c2w=c2w)
     return table

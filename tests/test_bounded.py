@@ -148,7 +148,7 @@ def gt_table(scene: Path, rig, cams) -> dict:
             "x": np.tile(i + 0.5, len(rows)).astype(np.float32), "y": np.tile(j + 0.5, len(rows)).astype(np.float32),
             "depth": np.concatenate([z for _, z in rows]).astype(np.float32),
             "weight": np.ones(n * len(rows), np.float32), "reproj_error": np.full(n * len(rows), 0.5, np.float32),
-            "cam_names": np.array(list(rig.names)), "hw": np.array([h, w], np.int32)}
+            "cam_names": np.array(list(rig.names)), "hw": np.array([h, w], np.int32), "c2w": rig.c2w}
 
 
 def test_scene_box_from_sparse_points_then_frusta_and_the_config_override_wins(inward_scene, tmp_path, caplog):

@@ -229,3 +229,20 @@ def test_missing_and_unreadable_files_raise(tmp_path):
     SceneDir(tmp_path).poses.write_bytes(b"not numpy")
     with pytest.raises(UserError, match="poses_bounds.npy"):
         load_poses_bounds(SceneDir(tmp_path).poses)
+
+
+@pytest.mark.parametrize("row, match", [
+    ("mirror", r"rows \[1\] have det \[-1.0\]"),  # det -1: a mirrored camera, orthonormal columns
+    ("shear", r"rows \[1\] are not orthonormal"),  # det +1 but skewed axes
+])
+def test_mirrored_and_sheared_rotations_are_refused(row, match):
+    arr = good_array()
+    mats = arr[1, :15].reshape(3, 5)
+    if row == "mirror":
+        mats[:, 2] *= -1.0
+    else:
+        mats[:, :3] = mats[:, :3] @ np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert abs(abs(np.linalg.det(mats[:, :3])) - 1.0) < 1e-12
+    arr[1, :15] = mats.reshape(15)
+    with pytest.raises(UserError, match=match):
+        parse_poses_bounds(arr)

@@ -133,7 +133,7 @@ def test_script_runs_standalone_with_default_output(ckpt):
 
 # ---------------------------------------------------------------------- bad input
 def incompatible_ckpt(ckpt: Path, tmp_path: Path) -> Path:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     state["version"] = 999
     torch.save(state, tmp_path / "future.pt")
     return tmp_path / "future.pt"

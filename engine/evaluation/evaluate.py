@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_json, write_text
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import to_uint8
@@ -46,7 +47,14 @@ def load_gt_depth(datadir: Path, cam: str, frame_start: int, n_frames: int, hw) 
     path = SceneDir(datadir).gt_depth(cam)
     if not path.is_file():
         return None
-    depth = np.load(path, mmap_mode="r")[frame_start:frame_start + n_frames]
+    try:
+        depth = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ground-truth depth ({exc})") from None
+    if depth.ndim != 3 or depth.shape[0] < frame_start + n_frames:
+        raise UserError(f"{path}: ground-truth depth of shape {list(depth.shape)} does not cover frames "
+                        f"{frame_start}..{frame_start + n_frames - 1} (expected [T, H, W])")
+    depth = depth[frame_start:frame_start + n_frames]
     if depth.shape[1:] != tuple(hw):
         depth = np.stack([cv2.resize(np.asarray(d), (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
                           for d in depth])
@@ -183,9 +191,9 @@ def evaluate_run(model, data, device, run_dir: Path, history: dict | None = None
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir / "metrics.json") if merge else {}
     metrics.update(info or {})
+    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames)
     if history and history.get("iteration"):
         plot_training_curves(history, run_dir / "training_curves.png")
-    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames)
     metrics["train_depth"] = json_safe(train_camera_depth(model, data, device))
     metrics["conventions"] = {
         "psnr": "whole-video PSNR from the MSE over all frames; psnr_per_frame_mean = mean of per-frame PSNRs",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import torch
 
 from core.errors import UserError
@@ -28,8 +29,11 @@ from dataLoader.frame_cache import scan_frames
 from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import probe_video
 from engine import options
+from engine.cli import refuse_existing
+from engine.train.setup import config_differences, describe_differences
 
 log = logging.getLogger(__name__)
+FRAGMENT_KEYS = {"frame_start", "n_frames"}  # the config keys that differ between fragments of one series
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,13 @@ def _resume_flags(cfg) -> list[str] | None:
     ckpt = Path(cfg.basedir) / cfg.expname / "ckpt.pt"
     if cfg.overwrite or cfg.resume or not ckpt.is_file():
         return []
-    if load_checkpoint(ckpt)["step"] >= cfg.n_iters and (ckpt.parent / "metrics.json").is_file():
+    state = load_checkpoint(ckpt)
+    diff = config_differences(state["config"], vars(cfg))
+    if diff:
+        raise UserError(f"{ckpt}: this fragment was trained with another config "
+                        f"({describe_differences(state['config'], vars(cfg), diff)}); pass --overwrite 1 to "
+                        f"retrain the fragments, or use another --expname")
+    if state["step"] >= cfg.n_iters and (ckpt.parent / "metrics.json").is_file():
         return None
     return ["--resume", "1", "--ckpt", str(ckpt)]
 
@@ -171,20 +181,36 @@ def fragment_order(ckpts: list[str]) -> list[tuple[str, int, int]]:
     """Checkpoints -> [(ckpt, frame_start, n_frames)] sorted by frame_start; checks they form one video."""
     from engine.checkpoint import load_checkpoint
 
-    items, names = [], None
+    items, first = [], None
     for ckpt in dict.fromkeys(ckpts):  # de-duplicated, order kept
-        cams = load_checkpoint(ckpt)["extra"].get("cameras") or {}
+        state = load_checkpoint(ckpt)
+        cams = state["extra"].get("cameras") or {}
         if "frame_start" not in cams:
             raise UserError(f"{ckpt}: checkpoint holds no frame range (written by an older train.py?)")
-        if names is not None and list(cams["names"]) != names:
-            raise UserError(f"{ckpt}: another camera rig than {ckpts[0]} (cameras {cams['names']})")
-        names = list(cams["names"])
+        first = first or (ckpt, state)
+        _check_same_series(ckpt, state, *first)
         items.append((ckpt, int(cams["frame_start"]), int(cams["n_frames"])))
     items.sort(key=lambda x: x[1])
     for (a, sa, na), (b, sb, _) in zip(items, items[1:]):
         if sa + na != sb:
             log.warning("fragments are not contiguous: %s ends at frame %d, %s starts at %d", a, sa + na - 1, b, sb)
     return items
+
+
+def _check_same_series(ckpt: str, state: dict, ref_ckpt: str, ref: dict) -> None:
+    """UserError unless ``state`` is a fragment of the same scene, rig and config as ``ref``."""
+    cams, ref_cams = state["extra"]["cameras"], ref["extra"]["cameras"]
+    if list(cams["names"]) != list(ref_cams["names"]):
+        raise UserError(f"{ckpt}: another camera rig than {ref_ckpt} (cameras {cams['names']})")
+    if Path(state["config"]["datadir"]).resolve() != Path(ref["config"]["datadir"]).resolve():
+        raise UserError(f"{ckpt}: trained on {state['config']['datadir']} but {ref_ckpt} on "
+                        f"{ref['config']['datadir']}; fragments of different scenes cannot be joined")
+    if not np.allclose(np.asarray(cams["c2w"]), np.asarray(ref_cams["c2w"]), atol=1e-6):
+        raise UserError(f"{ckpt}: its cameras sit at other poses than {ref_ckpt}'s (another scene or world)")
+    diff = [k for k in config_differences(ref["config"], state["config"]) if k not in FRAGMENT_KEYS]
+    if diff:
+        raise UserError(f"{ckpt}: trained with another config than {ref_ckpt} "
+                        f"({describe_differences(ref['config'], state['config'], diff)})")
 
 
 def stitch_videos(videos: list[Path], out: Path) -> None:
@@ -218,10 +244,11 @@ def render_fragments(req, ckpts: list[str]) -> str:
     first_run = Path(order[0][0]).parent
     base = first_run.name.rsplit("_f", 1)[0]
     out_dir = Path(req.out_dir) if req.out_dir else first_run.parent / f"{base}_stitched"
+    refuse_existing([out_dir / Path(ckpt).parent.name for ckpt, _, _ in order], req.overwrite)
     videos = []
     for ckpt, _, _ in order:
         run = Path(ckpt).parent.name
-        with atomic_dir(out_dir / run, overwrite=True) as staging:
+        with atomic_dir(out_dir / run, overwrite=bool(req.overwrite)) as staging:
             log.info("%s", render_video(replace(req, ckpt=ckpt, out_dir=str(staging))))
             (mp4,) = staging.glob("*.mp4")
         videos.append(out_dir / run / mp4.name)

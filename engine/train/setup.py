@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from engine.option_groups import RunOptions
 from engine.options import upgrade_config
 from engine.train.schedule import n_to_reso
 from models import build_model
@@ -26,9 +25,15 @@ RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "save_every", "progress_refresh_
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"config: device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -82,18 +87,6 @@ def new_model(mcfg: ModelConfig, data, n_voxel_init: int, device):
     mcfg = replace(mcfg, n_frames=1 if mcfg.static_only else data.n_frames, ndc=data.normalization.ndc,
                    near_far=data.near_far)
     return build_model("mixvoxels", mcfg, aabb, n_to_reso(n_voxel_init, aabb)).to(device)
-
-
-def prepare_run_dir(run: RunOptions) -> Path:
-    """basedir/expname; refuses to reuse a directory holding another run unless overwrite or resume."""
-    run_dir = run.basedir / run.expname
-    if run.resume:
-        return Path(run.ckpt).resolve().parent
-    if (run_dir / "ckpt.pt").exists() and not run.overwrite:
-        raise UserError(f"{run_dir}: a run with this name exists; choose --expname, or pass --overwrite 1 "
-                        f"(or --resume 1 --ckpt {run_dir / 'ckpt.pt'})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 from core.errors import UserError
 
@@ -18,6 +19,10 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class TrainingInterrupted(UserError):
     """Training stopped on a signal after saving a checkpoint (exit code 2, one line)."""
+
+
+class TrainingDiverged(UserError):
+    """Training stopped on a non-finite loss; nothing was saved after the last good checkpoint."""
 
 
 class StopRequest:
@@ -50,3 +55,17 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
+
+
+def check_finite_loss(loss, terms: dict, step: int, ckpt) -> None:
+    """Stop training with one line when the loss is NaN/inf (the last checkpoint on disk was written before).
+
+    loss: scalar tensor; terms: {name: scalar tensor}; ckpt: the run's checkpoint path."""
+    import torch
+
+    if bool(torch.isfinite(loss)):
+        return
+    bad = [k for k, v in terms.items() if not bool(torch.isfinite(v))]
+    kept = f"the last good checkpoint {ckpt} is kept" if Path(ckpt).is_file() else "no checkpoint was written"
+    raise TrainingDiverged(f"{Path(ckpt).parent}: the loss became {float(loss.detach())} at iteration {step} (terms "
+                           f"{', '.join(bad)}); stopped, {kept}; lower --lr_init / the loss weights")

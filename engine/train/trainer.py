@@ -30,9 +30,10 @@ from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler, KeypointSampler
 from engine import option_groups, options
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
+from engine.run_dir import lock_run_dir, run_dir_for
 from engine.train import setup
 from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale
-from engine.train.signals import StopRequest, TrainingInterrupted
+from engine.train.signals import StopRequest, TrainingInterrupted, check_finite_loss
 from models import losses
 from models.objective import StepScales
 from models.visibility import seen_grid
@@ -49,7 +50,8 @@ class Trainer:
         self.run, self.train = run, train
         self.device = setup.pick_device(run.device)
         setup.seed_everything(run.seed)
-        self.run_dir = setup.prepare_run_dir(run)
+        self.run_dir = run_dir_for(cfg)
+        self.run_lock = None
         state = self._load_resume_state() if run.resume else None
         norm = SceneNormalization.from_dict(state["normalization"]) if state else None
         self.data = VideoDataset(self.opts.data, normalization=norm)
@@ -134,10 +136,11 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:
         """Train to ``n_iters``; returns the final checkpoint. SIGINT/SIGTERM: save, then TrainingInterrupted."""
+        self.run_lock = self.run_lock or lock_run_dir(self.run_dir, self.cfg)
         options.save_config(self.cfg, self.run_dir / "config.txt")
         with StopRequest() as stop:
             if not self.variation_ready:
-                self.warmup_variation()
+                self.warmup_variation(stop)
                 self.variation_ready = True
             bar = tqdm(total=self.train.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
             try:
@@ -202,6 +205,7 @@ class Trainer:
                     len(keypoints), dtype=torch.bool, device=self.device))
                 terms.update(self.model.keypoint_terms(keypoints, kp_out, self.weights, scales))
         loss = sum(terms.values())
+        check_finite_loss(loss, terms, self.step + 1, self.run_dir / "ckpt.pt")
         self.last_terms = {k: v.detach() for k, v in terms.items()}
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -231,8 +235,10 @@ class Trainer:
             self.rebuild_optimizer()
             log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
 
-    def warmup_variation(self) -> None:
-        """Pre-train the variation field against the std label (cheap: no colour heads)."""
+    def warmup_variation(self, stop: StopRequest | None = None) -> None:
+        """Pre-train the variation field against the std label (cheap: no colour heads).
+
+        A signal stops it at once (no checkpoint: the warm-up restarts with the next run)."""
         n = self.train.n_variation_iters
         if n <= 0:
             return
@@ -240,6 +246,9 @@ class Trainer:
         opt = torch.optim.Adam(params, lr=self.train.lr_init, betas=(0.9, 0.99))
         sampler = EpochSampler(self.data.n_train_rays, self.train.batch_size, self.run.seed + 1)
         for _ in tqdm(range(n), desc="variation warm-up", unit="it", leave=False):
+            if stop is not None and stop.signal is not None:
+                raise TrainingInterrupted(f"{stop.name} during the variation warm-up of {self.run_dir}: "
+                                          f"no checkpoint written; rerun to start again")
             batch = self.data.gather(sampler.next()).to(self.device)
             logit = self.model.ray_variation_logit(batch, jitter=True)
             loss = losses.variation_bce(logit, batch.std > self.train.temporal_variance_threshold)
