@@ -4,6 +4,7 @@ Tests marked ``@pytest.mark.gpu`` are skipped when no CUDA device is present.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,9 @@ TINY_TRAIN = [
     "--n_variation_iters", "5", "--render_test", "0", "--save_every", "100000",
     "--progress_refresh_rate", "1",
 ]
+
+# Environment for ``python -m tools.NAME`` / ``python -m bench.NAME`` from any working directory.
+TOOL_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TOOL_ENV
 
 from dataLoader.dataset import VideoDataset
 from engine.checkpoint import load_model
@@ -24,7 +25,6 @@ from engine.render.frames import render_pose
 from engine.train.trainer import Trainer
 from engine.workflow import evaluate_checkpoint, finish_training
 
-ROOT = Path(__file__).resolve().parents[1]
 T = 4  # frames of the tiny scene
 OPTIONAL = ("lpips", "flip", "jod")
 
@@ -108,9 +108,9 @@ def test_tools_evaluate_cli_updates_the_run(run_dir, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     (run / "metrics.json").unlink()
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--ckpt", str(run / "ckpt.pt"),
+    proc = subprocess.run([sys.executable, "-m", "tools.evaluate", "--ckpt", str(run / "ckpt.pt"),
                            "--device", "cpu", "--picture_frames", "1"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=TOOL_ENV)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("evaluated cam00: PSNR")
     m = metrics_of(run)
@@ -120,8 +120,8 @@ def test_tools_evaluate_cli_updates_the_run(run_dir, tmp_path):
 
 def test_tools_evaluate_bad_checkpoint(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--ckpt", str(tmp_path / "junk.pt")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "tools.evaluate", "--ckpt", str(tmp_path / "junk.pt")],
+                          capture_output=True, text=True, timeout=120, env=TOOL_ENV)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1
 

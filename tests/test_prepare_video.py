@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TOOL_ENV
 
 from core.errors import UserError
 from dataLoader.atomic_io import write_png, write_video
@@ -19,7 +20,6 @@ from dataLoader.video_io import (
     read_video,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 H, W, T = 24, 32, 6
 
 
@@ -43,8 +43,8 @@ def _make_videos(folder: Path, counts=(T, T)) -> list[Path]:
 
 
 def _run_script(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "prepare_video.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "tools.prepare_video", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, env=TOOL_ENV)
 
 
 def test_png_round_trip_keeps_rgb_order(tmp_path):
