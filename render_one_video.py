@@ -55,10 +55,15 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--png", type=int, default=d.png, choices=(0, 1), help="also write PNG frames")
     p.add_argument("--out_dir", default=d.out_dir, help="output folder (empty: RUN/videos)")
     p.add_argument("--max_buffer_mb", type=int, default=d.max_buffer_mb,
-                   help="float frames held at once while rendering")
+                   help="float frames kept in RAM (beyond: a temp file)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--overwrite", type=int, default=d.overwrite, choices=(0, 1),
                    help="1: replace an existing video/PNGs")
+    p.add_argument("--amp", type=int, default=d.amp, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast")
+    p.add_argument("--render_budget_mb", type=float, default=d.render_budget_mb,
+                   help="memory for one ray chunk's working set (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
     p.add_argument("--fragments", nargs="*", default=[],
                    help="other fragment checkpoints (train_fragments.py): rendered like --ckpt, joined in order")
     return p

@@ -46,7 +46,7 @@ class TrainOptions:
     lr_dynamic_basis: float
     lr_decay: str
     lr_decay_target_ratio: float
-    amp: bool
+    amp: int  # -1 auto, 0 float32, 1 autocast (engine.precision)
     grid: GridSchedule
     temporal_variance_threshold: float  # a ray is dynamic when its blurred temporal std exceeds this
     n_variation_iters: int
@@ -118,7 +118,7 @@ def groups(cfg: argparse.Namespace) -> Options:
                      cfg.n_test_images)
     grid = GridSchedule(cfg.N_voxel_init, cfg.N_voxel_final, tuple(cfg.upsamp_list), tuple(cfg.update_AlphaMask_list))
     train = TrainOptions(cfg.n_iters, cfg.batch_size, cfg.lr_init, cfg.lr_basis, cfg.lr_dynamic_init,
-                         cfg.lr_dynamic_basis, cfg.lr_decay, cfg.lr_decay_target_ratio, bool(cfg.amp), grid,
+                         cfg.lr_dynamic_basis, cfg.lr_decay, cfg.lr_decay_target_ratio, cfg.amp, grid,
                          cfg.temporal_variance_threshold, cfg.n_variation_iters, cfg.depth_lambda,
                          cfg.depth_lambda_decay, cfg.depth_batch_fraction)
     objective = ObjectiveWeights(cfg.TV_weight_density, cfg.TV_weight_app, cfg.TV_dynamic_factor,

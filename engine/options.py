@@ -65,6 +65,9 @@ def _run(p):
     g.add_argument("--progress_refresh_rate", type=int, default=10, help="progress-bar update interval")
     g.add_argument("--render_test", type=int, default=1, help="evaluate and render test cameras at the end")
     g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
+    g.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="test rendering: memory for one ray chunk (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
 
 
 def _model(p):
@@ -129,7 +132,9 @@ def _optim(p):
     g.add_argument("--TV_weight_density", type=float, default=1.0, help="TV on density planes")
     g.add_argument("--TV_weight_app", type=float, default=1.0, help="TV on appearance planes")
     g.add_argument("--TV_dynamic_factor", type=float, default=3.0, help="TV multiplier for dynamic planes")
-    g.add_argument("--amp", type=int, default=1, help="mixed precision (CUDA only)")
+    g.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast "
+                        "(CUDA: bfloat16, float16 + GradScaler before Ampere; CPU: bfloat16)")
 
 
 def _depth(p):

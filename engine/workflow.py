@@ -21,8 +21,16 @@ from engine.cli import refuse_existing
 from engine.evaluation.evaluate import evaluate_run, write_metrics
 from engine.evaluation.report import write_report
 from engine.evaluation.visualize import plot_training_curves
+from engine.precision import resolve_precision
 from engine.render.camera_paths import PATHS, CameraPath, load_path_file, make_path
-from engine.render.frames import MODES, iter_camera_frames, iter_path_frames, model_frames, write_render_video
+from engine.render.frames import (
+    MODES,
+    RenderSettings,
+    iter_camera_frames,
+    iter_path_frames,
+    model_frames,
+    write_render_video,
+)
 from engine.train.setup import environment, pick_device
 from engine.train.signals import TrainingInterrupted
 
@@ -50,7 +58,8 @@ def _finish_training(trainer, ckpt: Path) -> str:
             "grid_resolution": trainer.model.resolution, "ckpt": str(ckpt), "test": {}}
     if cfg.render_test and trainer.data.test_idx:
         metrics = evaluate_run(trainer.model.eval(), trainer.data, trainer.device, run_dir, trainer.history,
-                               cfg.n_test_images, info=info, merge=False)
+                               cfg.n_test_images, info=info, merge=False,
+                               settings=RenderSettings(trainer.precision, cfg.render_budget_mb))
     else:
         plot_training_curves(trainer.history, run_dir / "training_curves.png")
         metrics = info
@@ -118,6 +127,8 @@ class VideoRequest:
     device: str = "auto"
     max_buffer_mb: int = 1024
     overwrite: int = 0
+    amp: int = -1
+    render_budget_mb: float = -1
     progress: bool = True
 
 
@@ -157,6 +168,7 @@ def render_video(req: VideoRequest) -> str:
     if not req.downsample > 0:
         raise UserError(f"--downsample must be > 0, got {req.downsample}")
     device = pick_device(req.device)
+    settings = RenderSettings(resolve_precision(req.amp, device), req.render_budget_mb)
     model, norm, state = load_model(req.ckpt, device)
     cams = camera_table(state, req.ckpt)
     n_t = model_frames(model)
@@ -168,7 +180,7 @@ def render_video(req: VideoRequest) -> str:
             focal, (h, w) = focal * cam_path.hw[1] / w, cam_path.hw
         focal = cam_path.focal if cam_path.focal is not None else focal
         h, w, focal = _scaled(h, w, focal, req.downsample)
-        it = iter_path_frames(model, cam_path, h, w, focal, norm, device, progress=req.progress)
+        it = iter_path_frames(model, cam_path, h, w, focal, norm, device, progress=req.progress, settings=settings)
     else:
         if not 0 <= req.cam_num < len(cams["names"]):
             raise UserError(f"--cam_num {req.cam_num} out of range: the rig has {len(cams['names'])} cameras "
@@ -176,7 +188,8 @@ def render_video(req: VideoRequest) -> str:
         name = cams["names"][req.cam_num] + _frames_suffix(frames, n_t)
         h, w, focal = _scaled(h, w, focal, req.downsample)
         it = iter_camera_frames(model, np.asarray(cams["c2w"][req.cam_num]), h, w, focal, norm, device,
-                                list(range(*frames)), req.max_buffer_mb << 20, progress=req.progress)
+                                list(range(*frames)), req.max_buffer_mb << 20, progress=req.progress,
+                                settings=settings)
     name += f"_{req.mode}" + ("" if req.downsample == 1 else f"_ds{req.downsample:g}")
     out_dir = ensure_writable_dir(Path(req.out_dir) if req.out_dir else Path(req.ckpt).parent / "videos")
     out = out_dir / f"{name}.mp4"
@@ -189,13 +202,14 @@ def render_video(req: VideoRequest) -> str:
 
 # ------------------------------------------------------------------ tools/evaluate.py
 def evaluate_checkpoint(ckpt: str, device: str = "auto", datadir: str = "", n_images: int = 3,
-                        picture_frames: list[int] | None = None) -> str:
+                        picture_frames: list[int] | None = None, amp: int = -1, render_budget_mb: float = -1) -> str:
     """Evaluate a checkpoint's test cameras on its training data (``datadir`` overrides the stored path);
     updates RUN/metrics.json, the per-frame CSVs, pictures and RUN/report.html. Returns a summary."""
     from dataLoader.dataset import VideoDataset  # the dataset pulls in the frame cache; import lazily
     from engine.option_groups import data_options
 
     dev = pick_device(device)
+    settings = RenderSettings(resolve_precision(amp, dev), render_budget_mb)
     model, norm, state = load_model(ckpt, dev)
     cfg = argparse.Namespace(**{**state["config"], **({"datadir": datadir} if datadir else {})})
     run_dir = ensure_writable_dir(Path(ckpt).parent)
@@ -204,5 +218,5 @@ def evaluate_checkpoint(ckpt: str, device: str = "auto", datadir: str = "", n_im
         raise UserError(f"{ckpt}: the run holds out no test camera (test_cams is empty)")
     info = {"ckpt": str(ckpt), "evaluated_iteration": int(state["step"]), "evaluation_environment": environment()}
     metrics = evaluate_run(model, data, dev, run_dir, state["extra"].get("history"), n_images, picture_frames,
-                           info=info)
+                           info=info, settings=settings)
     return f"evaluated {test_summary(metrics['test'])} -> {run_dir / 'metrics.json'}, {run_dir / 'report.html'}"

@@ -22,6 +22,12 @@ from models.tensor_vm import VMField
 from models.types import RayBatch, RenderOutput
 
 
+def put(buf: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> None:
+    """buf[mask] = values in buf's dtype: under autocast the heads return bfloat16/float16 while the
+    buffers that feed compositing stay float32."""
+    buf[mask] = values.to(buf.dtype)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Every hyper-parameter needed to rebuild a model (stored in checkpoints)."""
@@ -169,7 +175,7 @@ class MixVoxels(nn.Module):
 
         sigma = xyz.new_zeros(n, s)
         if valid.any():
-            sigma[valid] = self.density_act(self.density(xyz_n[valid]))
+            put(sigma, valid, self.density_act(self.density(xyz_n[valid])))
         weights = vr.weights_from_alpha(vr.alpha_from_sigma(sigma, dist))
         acc = weights.sum(-1)
         static_depth = (weights * t).sum(-1)
@@ -190,7 +196,7 @@ class MixVoxels(nn.Module):
         rgb_pts = xyz.new_zeros(n, s, 3)
         if need_static.any():
             feat = self.appearance(xyz_n[need_static])
-            rgb_pts[need_static] = self.color_head(feat, viewdir[:, None].expand(n, s, 3)[need_static])
+            put(rgb_pts, need_static, self.color_head(feat, viewdir[:, None].expand(n, s, 3)[need_static]))
         static_rgb = vr.composite(weights, rgb_pts)
 
         if self.cfg.static_only:
@@ -199,7 +205,7 @@ class MixVoxels(nn.Module):
             rgb = static_rgb.detach()[:, None].expand(n, self.cfg.n_frames, 3).clone()
             depth = static_depth.detach()[:, None].expand(n, self.cfg.n_frames).clone()
         if pt_dyn is not None:
-            rgb[dyn] = self._dynamic_color(xyz_n[dyn], viewdir[dyn], pt_dyn, w_dyn, rgb_pts[dyn].detach())
+            put(rgb, dyn, self._dynamic_color(xyz_n[dyn], viewdir[dyn], pt_dyn, w_dyn, rgb_pts[dyn].detach()))
             depth[dyn] = (w_dyn * t[dyn][..., None]).sum(1)
         return RenderOutput(rgb=rgb, depth=depth, static_rgb=static_rgb, static_depth=static_depth, acc=acc,
                             dynamic_mask=dyn, ray_logit=ray_logit, weights=weights, t=t, dt=dt)
@@ -208,7 +214,7 @@ class MixVoxels(nn.Module):
         """[N, S] variation-field logits at normalized points xyz_n [N, S, 3]; -30 where invalid or static-only."""
         logits = xyz_n.new_full(valid.shape, -30.0)
         if not self.cfg.static_only and valid.any():
-            logits[valid] = self.variation(xyz_n[valid])
+            put(logits, valid, self.variation(xyz_n[valid]))
         return logits
 
     def ray_variation_logit(self, rays: RayBatch, jitter: bool = False) -> torch.Tensor:
@@ -243,7 +249,7 @@ class MixVoxels(nn.Module):
         sig = sigma[dyn].detach()[..., None].expand(-1, -1, self.cfg.n_frames).clone()
         if pt_dyn.any():
             feat = self.dyn_density(xyz_n[dyn][pt_dyn])
-            sig[pt_dyn] = self.density_act(self.dyn_density_head(feat))
+            put(sig, pt_dyn, self.density_act(self.dyn_density_head(feat)))
         alpha = vr.alpha_from_sigma(sig, dist[dyn][..., None])
         return pt_dyn, vr.weights_from_alpha(alpha, dim=1)
 
@@ -254,7 +260,7 @@ class MixVoxels(nn.Module):
         need = pt_dyn & (w_dyn.amax(-1) > self.cfg.rm_weight_mask_thre)
         if need.any():
             feat = self.dyn_appearance(xyz_n[need])
-            rgb[need] = self.dyn_color_head(feat, viewdir[:, None].expand(m, s, 3)[need])
+            put(rgb, need, self.dyn_color_head(feat, viewdir[:, None].expand(m, s, 3)[need]))
         return (w_dyn[..., None] * rgb).sum(1)
 
     # ----------------------------------------------------------------- grid updates

@@ -37,7 +37,7 @@ requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:  # not ``"gpu" in item.keywords``: folder names count
             item.add_marker(requires_gpu)
 
 

@@ -21,8 +21,14 @@ def main() -> None:
     p.add_argument("--n_images", type=int, default=3, help="evenly spaced frames drawn as pictures")
     p.add_argument("--picture_frames", type=int, nargs="*", default=None, help="frames to draw instead")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
+                   help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast")
+    p.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="memory for one ray chunk's working set (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
     args = p.parse_args()
-    print(evaluate_checkpoint(args.ckpt, args.device, args.datadir, args.n_images, args.picture_frames))
+    print(evaluate_checkpoint(args.ckpt, args.device, args.datadir, args.n_images, args.picture_frames, args.amp,
+                              args.render_budget_mb))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from engine.evaluation.metrics import (
 )
 from engine.evaluation.report import CameraEvaluation, chosen_frames, save_camera_pictures, write_report
 from engine.evaluation.visualize import plot_per_frame, plot_training_curves
-from engine.render.frames import DEFAULT_BUFFER_BYTES, iter_camera_frames
+from engine.render.frames import DEFAULT_BUFFER_BYTES, RenderSettings, iter_camera_frames
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +105,14 @@ def write_per_frame_csv(path: Path, per_frame: dict) -> None:
 
 
 def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture_frames=(),
-                    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> tuple[dict, CameraEvaluation]:
+                    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES, settings: RenderSettings | None = None
+                    ) -> tuple[dict, CameraEvaluation]:
     """Render and score camera k of ``data`` -> (metrics, :class:`CameraEvaluation`).
 
-    Frames are rendered in frame chunks of at most ``max_buffer_bytes`` of float data and scored as they
-    come (PSNR, SSIM and depth on the float render); only the 8-bit render and the ``picture_frames``
-    stay, so memory is bounded at any video size. A static model (T = 1) is compared with every frame.
+    Every ray is rendered once for all frames (float frames beyond ``max_buffer_bytes`` wait in a temporary
+    file, see :func:`engine.render.frames.iter_camera_frames`), then frames are scored one by one (PSNR, SSIM and
+    depth on the float render); only the 8-bit render and the ``picture_frames`` stay in RAM, so memory is
+    bounded at any video size. A static model (T = 1) is compared with every frame.
     The optional metrics (LPIPS, FLIP, JOD) see the 8-bit render."""
     cam = data.cam_names[k]
     gt = data.frames_of(k)
@@ -120,7 +122,8 @@ def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture
     mse, frame_ssim, sums = np.zeros(n_t), np.zeros(n_t), np.zeros((n_t, 4))
     pictures, statics = {}, {}
     for t, rgb, depth in iter_camera_frames(model, data.c2w[k], h, w, data.focal, data.normalization, device,
-                                            range(n_t), max_buffer_bytes, progress=False, statics=statics):
+                                            range(n_t), max_buffer_bytes, progress=False, statics=statics,
+                                            settings=settings):
         mse[t], frame_ssim[t] = frame_mse_ssim(rgb, gt[t], device)
         rgb8[t] = to_uint8(rgb)
         if gt_depth is not None:
@@ -138,7 +141,7 @@ def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture
     return metrics, CameraEvaluation(rgb8, gt, gt_depth, pictures, statics["static_rgb"])
 
 
-def train_camera_depth(model, data, device) -> dict:
+def train_camera_depth(model, data, device, settings: RenderSettings | None = None) -> dict:
     """Depth metrics of every training camera that has ground truth -> {camera: metrics}."""
     out = {}
     for k in data.train_idx:
@@ -148,14 +151,14 @@ def train_camera_depth(model, data, device) -> dict:
             continue
         sums = np.zeros(4)
         for t, _, depth in iter_camera_frames(model, data.c2w[k], data.h, data.w, data.focal, data.normalization,
-                                              device, range(data.n_frames), progress=False):
+                                              device, range(data.n_frames), progress=False, settings=settings):
             sums += depth_sums(depth, gt[t])
         out[cam] = depth_metrics_from_sums(sums)
     return out
 
 
 def evaluate_cameras(model, data, device, out_dir: Path, n_images: int = 3,
-                     picture_frames: list[int] | None = None) -> dict:
+                     picture_frames: list[int] | None = None, settings: RenderSettings | None = None) -> dict:
     """Evaluate every test camera of ``data``: metrics, per-frame CSV and plot, pictures -> {camera: metrics}.
 
     File paths (relative to out_dir's parent, the run dir) are listed under each camera's ``files``."""
@@ -164,7 +167,7 @@ def evaluate_cameras(model, data, device, out_dir: Path, n_images: int = 3,
     for k in data.test_idx:
         cam = data.cam_names[k]
         chosen = chosen_frames(data.n_frames, n_images, picture_frames)
-        metrics, ev = evaluate_camera(model, data, k, device, picture_frames=chosen)
+        metrics, ev = evaluate_camera(model, data, k, device, picture_frames=chosen, settings=settings)
         files = save_camera_pictures(out_dir, cam, ev)
         plot_per_frame(metrics["per_frame"]["psnr"], out_dir / f"{cam}_psnr_per_frame.png", "PSNR (dB)",
                        title=f"{cam}: per-frame PSNR")
@@ -184,7 +187,8 @@ def _rel(out_dir: Path, value):
 
 
 def evaluate_run(model, data, device, run_dir: Path, history: dict | None = None, n_images: int = 3,
-                 picture_frames: list[int] | None = None, info: dict | None = None, merge: bool = True) -> dict:
+                 picture_frames: list[int] | None = None, info: dict | None = None, merge: bool = True,
+                 settings: RenderSettings | None = None) -> dict:
     """Evaluate test cameras (+ training-camera depth), write run_dir/metrics.json (updating the existing
     one when ``merge``), plot the training curves from ``history`` (when given) and write
     run_dir/report.html. Returns the full metrics dict."""
@@ -194,7 +198,8 @@ def evaluate_run(model, data, device, run_dir: Path, history: dict | None = None
     metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames)
     if history and history.get("iteration"):
         plot_training_curves(history, run_dir / "training_curves.png")
-    metrics["train_depth"] = json_safe(train_camera_depth(model, data, device))
+    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames, settings)
+    metrics["train_depth"] = json_safe(train_camera_depth(model, data, device, settings))
     metrics["conventions"] = {
         "psnr": "whole-video PSNR from the MSE over all frames; psnr_per_frame_mean = mean of per-frame PSNRs",
         "ssim": "Gaussian SSIM (sigma 1.5) on float RGB in [0, 1], data range 1.0; dssim1 = 1 - SSIM, "

@@ -17,7 +17,8 @@ from models import build_model
 from models.mixvoxels import ModelConfig
 
 # Keys that may differ between a checkpoint's config and a resumed run.
-RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "save_every", "progress_refresh_rate", "overwrite",
+RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "amp", "render_budget_mb", "save_every", "progress_refresh_rate",
+                    "overwrite",
                     "render_test", "n_test_images", "config", "base_config", "depth_config", "n_iters",
                     "basedir", "data_root", "datadir", "expname"}
 

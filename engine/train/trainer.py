@@ -15,7 +15,6 @@ exits with one line, see :mod:`engine.train.signals`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler, KeypointSampler
 from engine import option_groups, options
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
+from engine.precision import device_name, resolve_precision
 from engine.run_dir import lock_run_dir, run_dir_for
 from engine.train import setup
 from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale
@@ -67,8 +67,9 @@ class Trainer:
         self.weights = self.opts.objective
         self.variation_ready = bool(self.model.cfg.static_only) or train.n_variation_iters <= 0
         self.environment = setup.environment()
-        self.use_amp = train.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.precision = resolve_precision(train.amp, self.device)
+        log.info("device %s, mixed precision %s", device_name(self.device), self.precision.describe())
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         self.step = 0
         self.history: dict[str, list] = {"iteration": [], "time_s": [], "loss": [], "psnr": [], "loss_terms": []}
         self.last_terms: dict[str, torch.Tensor] = {}
@@ -96,7 +97,7 @@ class Trainer:
                             f"dataset now has {self.sampler.n} (different frames, cameras or size)")
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(extra["sampler"])
-        if extra.get("scaler"):
+        if extra.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(extra["scaler"])
         if self.keypoints is not None and extra.get("depth"):
             self.keypoints.load_state_dict(extra["depth"])
@@ -124,7 +125,7 @@ class Trainer:
         path = self.run_dir / "ckpt.pt"
         extra = {"sampler": self.sampler.state_dict(), "history": self.history, "elapsed": self.elapsed,
                  "rng": setup.rng_state(), "cameras": self.data.camera_table(),
-                 "scaler": self.scaler.state_dict() if self.use_amp else None,
+                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                  "depth": self.keypoints.state_dict() if self.keypoints is not None else None,
                  "variation_ready": self.variation_ready, "environment": self.environment}
         save_checkpoint(path, self.model, self.norm, vars(self.cfg), self.step, self.optimizer, extra)
@@ -181,11 +182,6 @@ class Trainer:
         bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", rays_s=f"{rays_s:.0f}")
         bar.update(self.step - bar.n)
 
-    def autocast(self):
-        if self.use_amp:
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
     def step_scales(self) -> StepScales:
         t = self.train
         return StepScales(tv_scale(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio),
@@ -197,7 +193,7 @@ class Trainer:
         keypoints = self.keypoints.next() if self.keypoints is not None else None  # sparse depth rays
         label = batch.std > self.train.temporal_variance_threshold
         scales = self.step_scales()
-        with self.autocast():
+        with self.precision.autocast():
             out = self.model(batch, jitter=True, ray_dynamic=None if self.model.cfg.static_only else label)
             terms = self.model.loss_terms(batch, out, label, self.weights, scales)
             if keypoints is not None:  # static rays: the dynamic branch stays off
