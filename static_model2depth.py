@@ -2,7 +2,11 @@
 
 The static checkpoint's own normalization is applied to the rig's world poses (both captures
 must share one world: ``imgs2poses.py VIDEO --static_dir STATIC``); cameras outside the static
-capture's world are refused. Maps are rendered at the video dataset's training size.
+capture's world are refused. Maps are rendered at the video dataset's training size. Every map
+is checked against its neighbour cameras (reprojected depth must agree, as MVS filtering does):
+per camera the fraction kept and the consistency error are printed, only agreeing depth is kept,
+and inconsistent depth is refused unless ``--allow_inconsistent 1``. The static run's held-out
+views' PSNR (train it with ``--test_cams``) is printed too.
 Output (``dataLoader.depth_files``): depth [K, H, W] float32 world-unit camera z, mask [K, H, W]
 bool, weight [K, H, W] (static opacity), cam_names, hw, world c2w, the normalization.
 ``--config`` may be the dynamic run's config: datadir, downsample_train, test_cams and
@@ -16,7 +20,7 @@ from core.errors import UserError
 from dataLoader.scene_layout import SceneDir
 from engine import options
 from engine.cli import run_main
-from engine.render.static_depth import DEPTH_STATS, ExportOptions, export_depth_file
+from engine.render.static_depth import DEPTH_STATS, ExportOptions, export_depth_file, report_held_out
 from engine.train.setup import pick_device
 
 
@@ -34,6 +38,11 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--acc_min", type=float, default=0.5, help="no depth where static opacity is below this")
     p.add_argument("--spread_max", type=float, default=0.5,
                    help="no depth where the middle half of the ray termination spans more than this x depth")
+    p.add_argument("--consistency_tol", type=float, default=0.05,
+                   help="relative depth difference with a neighbour camera that still counts as agreeing")
+    p.add_argument("--min_consistent", type=float, default=0.5,
+                   help="refuse when fewer of the depth pixels (mean over cameras) agree across cameras")
+    p.add_argument("--allow_inconsistent", type=int, default=0, help="1: export inconsistent depth (warns)")
     p.add_argument("--overwrite", type=int, default=0, help="1: replace an existing depth file")
     return p
 
@@ -44,8 +53,11 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("--datadir: the video scene is not set (give it, or --config of the video run)")
     datadir = SceneDir(a.data_root).resolve(a.datadir)
     out = SceneDir(datadir).resolve(a.depthmap_npy_path)
-    dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample_train, bool(a.overwrite),
-                              pick_device(a.device), ExportOptions(a.depth_stat, a.acc_min, a.spread_max))
+    opts = ExportOptions(a.depth_stat, a.acc_min, a.spread_max, consistency_tol=a.consistency_tol,
+                         min_consistent=a.min_consistent, allow_inconsistent=bool(a.allow_inconsistent))
+    dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample_train,
+                              bool(a.overwrite), pick_device(a.device), opts)
+    report_held_out(a.ckpt)
     h, w = dense.hw
     print(f"wrote {out}: {len(dense.cam_names)} cameras ({', '.join(dense.cam_names)}) {w}x{h}, depth on "
           f"{100 * dense.mask.mean():.0f}% of pixels")

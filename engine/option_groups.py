@@ -53,6 +53,10 @@ class TrainOptions:
     depth_lambda: float
     depth_lambda_decay: float
     depth_batch_fraction: float
+    train_dynamic_rays: str  # label | field | union: which rays the dynamic branch renders in training
+    tv_scale: float
+    lr_upsample_reset: bool
+    variation_refit_iters: int
 
     @property
     def keypoint_batch(self) -> int:
@@ -108,7 +112,9 @@ def model_config(cfg: argparse.Namespace) -> ModelConfig:
         rm_weight_mask_thre=cfg.rm_weight_mask_thre, dynamic_threshold=cfg.dynamic_threshold,
         dynamic_granularity=cfg.dynamic_granularity,
         point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
-        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size)
+        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size, zero_dynamic_sigma=bool(cfg.zero_dynamic_sigma),
+        zero_dynamic_sigma_thresh=cfg.zero_dynamic_sigma_thresh, sigma_static_thresh=cfg.sigma_static_thresh,
+        alpha_mask_distance_scale=bool(cfg.alpha_mask_distance_scale))
 
 
 def groups(cfg: argparse.Namespace) -> Options:
@@ -120,7 +126,9 @@ def groups(cfg: argparse.Namespace) -> Options:
     train = TrainOptions(cfg.n_iters, cfg.batch_size, cfg.lr_init, cfg.lr_basis, cfg.lr_dynamic_init,
                          cfg.lr_dynamic_basis, cfg.lr_decay, cfg.lr_decay_target_ratio, cfg.amp, grid,
                          cfg.temporal_variance_threshold, cfg.n_variation_iters, cfg.depth_lambda,
-                         cfg.depth_lambda_decay, cfg.depth_batch_fraction)
+                         cfg.depth_lambda_decay, cfg.depth_batch_fraction, cfg.train_dynamic_rays, cfg.tv_scale,
+                         bool(cfg.lr_upsample_reset), cfg.variation_refit_iters)
     objective = ObjectiveWeights(cfg.TV_weight_density, cfg.TV_weight_app, cfg.TV_dynamic_factor,
-                                 cfg.variation_weight, cfg.depth_loss)
+                                 cfg.variation_weight, cfg.depth_loss, cfg.distortion_weight, cfg.near_weight,
+                                 cfg.near_t, cfg.opacity_entropy_weight)
     return Options(run, data_options(cfg, with_depth=True), model_config(cfg), objective, train, cfg)

@@ -114,6 +114,15 @@ def _dynamic(p):
                    help="point dynamic when sigmoid(pooled logit) > this")
     g.add_argument("--dynamic_pool_kernel_size", type=int, default=m.dynamic_pool_kernel_size,
                    help="along-ray max-pool (odd)")
+    g.add_argument("--train_dynamic_rays", type=str, default="label", choices=["label", "field", "union"],
+                   help="rays the dynamic branch renders in training: the std label, the variation field's "
+                        "prediction (as at test time; MixVoxels' point_wise), or either")
+    g.add_argument("--zero_dynamic_sigma", type=int, default=int(m.zero_dynamic_sigma),
+                   help="1: zero dynamic density where the static one is ~0 and alpha barely changes over time")
+    g.add_argument("--zero_dynamic_sigma_thresh", type=float, default=m.zero_dynamic_sigma_thresh,
+                   help="zero_dynamic_sigma: static density below which a point counts as empty")
+    g.add_argument("--sigma_static_thresh", type=float, default=m.sigma_static_thresh,
+                   help="zero_dynamic_sigma: max - min alpha over frames below which a point counts as still")
     g.add_argument("--n_variation_iters", type=int, default=300,
                    help="variation-field warm-up iterations before the main loop")
     g.add_argument("--variation_weight", type=float, default=0.05, help="weight of the variation-field BCE")
@@ -132,6 +141,19 @@ def _optim(p):
     g.add_argument("--TV_weight_density", type=float, default=1.0, help="TV on density planes")
     g.add_argument("--TV_weight_app", type=float, default=1.0, help="TV on appearance planes")
     g.add_argument("--TV_dynamic_factor", type=float, default=3.0, help="TV multiplier for dynamic planes")
+    g.add_argument("--distortion_weight", type=float, default=0.0,
+                   help="Mip-NeRF 360 distortion loss on the static weights (follows the lr decay)")
+    g.add_argument("--near_weight", type=float, default=0.0, help="penalty on static weight at t < near_t")
+    g.add_argument("--near_t", type=float, default=0.1, help="near_weight: ray-parameter bound (NDC t)")
+    g.add_argument("--opacity_entropy_weight", type=float, default=0.0, help="binary entropy of ray opacity")
+    g.add_argument("--tv_scale", type=float, default=1e-2,
+                   help="TV multiplier (MixVoxels/TensoRF: 2e-2 for the same TV weights; ours was 1e-2)")
+    g.add_argument("--lr_upsample_reset", type=int, default=0,
+                   help="1: restart the lr schedule at each upsample (MixVoxels: lr0 * cos(t)/cos(u))")
+    g.add_argument("--variation_refit_iters", type=int, default=0,
+                   help="variation-field refit iterations after each upsample (MixVoxels retrains it)")
+    g.add_argument("--alpha_mask_distance_scale", type=int, default=int(ModelConfig().alpha_mask_distance_scale),
+                   help="1: alpha-mask test uses step * distance_scale; 0: the step only (MixVoxels)")
     g.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
                    help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast "
                         "(CUDA: bfloat16, float16 + GradScaler before Ampere; CPU: bfloat16)")

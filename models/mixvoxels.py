@@ -60,6 +60,10 @@ class ModelConfig:
     dynamic_granularity: str = "point_wise"
     point_wise_dynamic_threshold: float = 0.05
     dynamic_pool_kernel_size: int = 5
+    zero_dynamic_sigma: bool = False
+    zero_dynamic_sigma_thresh: float = 1e-5
+    sigma_static_thresh: float = 0.1
+    alpha_mask_distance_scale: bool = True
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -165,8 +169,9 @@ class MixVoxels(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def forward(self, rays: RayBatch, jitter: bool = False, ray_dynamic: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> RenderOutput:
-        """Render N rays for all T frames. ray_dynamic: optional [N] bool override of the variation field."""
+                generator: torch.Generator | None = None, dynamic_union: bool = False) -> RenderOutput:
+        """Render N rays for all T frames. ray_dynamic: optional [N] bool override of the variation field
+        (with ``dynamic_union`` it is added to the field's choice instead: label OR field)."""
         t, dt, xyz, valid = self.sample_points(rays, jitter, generator)
         n, s = t.shape
         dist = dt * rays.directions.norm(dim=-1, keepdim=True) * self.cfg.distance_scale
@@ -188,6 +193,8 @@ class MixVoxels(nn.Module):
             dyn = torch.sigmoid(ray_logit) > self.cfg.dynamic_threshold
         else:
             dyn = ray_dynamic.bool() & valid.any(-1)
+            if dynamic_union:
+                dyn = dyn | (torch.sigmoid(ray_logit.detach()) > self.cfg.dynamic_threshold)
 
         pt_dyn, w_dyn = self._dynamic_density(xyz_n, valid, logits, sigma, dist, dyn)
         need_static = weights > self.cfg.rm_weight_mask_thre
@@ -249,9 +256,20 @@ class MixVoxels(nn.Module):
         sig = sigma[dyn].detach()[..., None].expand(-1, -1, self.cfg.n_frames).clone()
         if pt_dyn.any():
             feat = self.dyn_density(xyz_n[dyn][pt_dyn])
-            put(sig, pt_dyn, self.density_act(self.dyn_density_head(feat)))
+            sig_d = self.density_act(self.dyn_density_head(feat))
+            if self.cfg.zero_dynamic_sigma:
+                sig_d = self._zero_still_dynamic(sig_d, sigma[dyn][pt_dyn], dist[dyn][pt_dyn])
+            put(sig, pt_dyn, sig_d)
         alpha = vr.alpha_from_sigma(sig, dist[dyn][..., None])
         return pt_dyn, vr.weights_from_alpha(alpha, dim=1)
+
+    def _zero_still_dynamic(self, sig_d, sigma_s, dist):
+        """MixVoxels' ``zero_dynamic_sigma``: dynamic density [P, T] -> 0 where the static density [P] is
+        ~0 and the per-frame alpha barely changes over time (empty space the dynamic branch must not fill)."""
+        alpha = vr.alpha_from_sigma(sig_d, dist[:, None])
+        still = (alpha.amax(-1) - alpha.amin(-1)) < self.cfg.sigma_static_thresh
+        zero = still & (sigma_s < self.cfg.zero_dynamic_sigma_thresh)
+        return torch.where(zero[:, None], torch.zeros_like(sig_d), sig_d)
 
     def _dynamic_color(self, xyz_n, viewdir, pt_dyn, w_dyn, static_rgb_pts):
         """Dynamic rays' per-frame colour [M, T, 3] from dynamic points + detached static colours."""
@@ -284,7 +302,8 @@ class MixVoxels(nn.Module):
         alpha = torch.empty(pts.shape[0], device=pts.device)
         for i in range(0, pts.shape[0], chunk):
             p = self.normalize_coords(pts[i:i + chunk])
-            a = 1 - torch.exp(-self.density_act(self.density(p)) * step * self.cfg.distance_scale)
+            scale = self.cfg.distance_scale if self.cfg.alpha_mask_distance_scale else 1.0
+            a = 1 - torch.exp(-self.density_act(self.density(p)) * step * scale)
             if not self.cfg.static_only:  # keep space the variation field calls dynamic
                 keep = torch.sigmoid(self.variation(p)) > self.cfg.dynamic_threshold
                 a = torch.where(keep, torch.ones_like(a), a)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from models import losses
+from models.regularizers import distortion_loss, near_weight_loss, opacity_entropy_loss
 from models.types import RayBatch, RenderOutput
 
 DEPTH_LOSSES = ("mse", "ds_kl")
@@ -27,6 +28,10 @@ class ObjectiveWeights:
     tv_dynamic_factor: float
     variation: float
     depth_loss: str  # one of DEPTH_LOSSES
+    distortion: float  # floater regularizers (models.regularizers); 0 = off
+    near: float
+    near_t: float
+    opacity_entropy: float
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ class StepScales:
     """Per-iteration factors: TV scale and depth weight (see :mod:`engine.train.schedule`)."""
 
     tv: float
-    depth: float = 0.0
+    depth: float
+    lr: float  # the learning-rate factor (the distortion loss follows it)
 
 
 def depth_loss(kind: str, out: RenderOutput, target: torch.Tensor, sigma: torch.Tensor,
@@ -61,9 +67,22 @@ def loss_terms(model, batch: RayBatch, out: RenderOutput, label: torch.Tensor, w
         terms["tv_dynamic"] = scale.tv * w.tv_dynamic_factor * (
             w.tv_density * model.dyn_density.tv_loss() + w.tv_app * model.dyn_appearance.tv_loss())
         terms["variation_bce"] = w.variation * losses.variation_bce(out.ray_logit.float(), label)
+    terms.update(regularizer_terms(out, w, scale))
     if batch.depth is not None:  # dense targets: static rays only
         weight = batch.depth_weight * (~label).float()
         terms["depth"] = scale.depth * depth_loss(w.depth_loss, out, batch.depth, batch.depth_sigma, weight)
+    return terms
+
+
+def regularizer_terms(out: RenderOutput, w: ObjectiveWeights, scale: StepScales) -> dict[str, torch.Tensor]:
+    """Named floater-regularizer terms on the static branch (only those with a positive weight)."""
+    terms = {}
+    if w.distortion > 0:
+        terms["distortion"] = w.distortion * scale.lr * distortion_loss(out.weights, out.t, out.dt)
+    if w.near > 0:
+        terms["near"] = w.near * near_weight_loss(out.weights, out.t, w.near_t)
+    if w.opacity_entropy > 0:
+        terms["opacity_entropy"] = w.opacity_entropy * opacity_entropy_loss(out.acc)
     return terms
 
 

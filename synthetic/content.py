@@ -10,7 +10,9 @@ scene with non-repeating multi-scale value noise added to every surface's albedo
 ~0.05 to ~0.8 world units, coloured, seeded per shape), so SIFT finds hundreds of features
 per view and COLMAP SfM registers every camera (see ``bench/sfm_accuracy.py``).
 
-Rigs (``RIGS``): ``forward`` -- an N3DV-like planar rig (cam00 at the centre, the others on
+Rigs (``RIGS``): ``ellipse`` -- the N3DV-like rig of issue 14 (cam00 at the centre, the others on an
+ellipse of semi-axes spread x spread/2 with 3 cm jitter, toed in toward a point 5 units ahead; back
+wall at 6.5, floor 1.1 below, three movers); ``forward`` -- an N3DV-like planar rig (cam00 at the centre, the others on
 rings of radius ``spread``) looking along world -z, toed in toward a point ~6 units ahead,
 content 2.5..12 units away, backdrop wall at z = -11; ``inward`` -- cameras on a 120 degree
 arc around objects at the origin, inside a closed room. The static capture
@@ -24,7 +26,7 @@ import numpy as np
 
 from dataLoader.poses import look_at
 
-TEXTURES = ("smooth", "detailed")
+TEXTURES = ("smooth", "detailed", "brick")
 # Detail octaves of the ``detailed`` texture: value-noise cell size (world units) and luminance amplitude.
 DETAIL_OCTAVES = ((0.05, 0.10), (0.1, 0.14), (0.2, 0.16), (0.4, 0.16), (0.8, 0.12))
 
@@ -74,12 +76,17 @@ class Texture:
     checker: (cell size, amplitude, axis a, axis b): soft checker on two axes of p; cell 0 = none.
     noise: rows (cell, seed, r, g, b): :func:`value_noise` of p with that cell size and seed,
     times the colour amplitude, added to the albedo (the ``detailed`` texture's detail).
+    brick: (width, height, mortar, amplitude, axis a, axis b, variation): running-bond bricks on two
+    axes of p, mortar lines (``mortar`` wide) darkened by ``amplitude``, each brick's luminance offset
+    by a pseudo-random value in +-``variation``; width 0 = none. A hard checker is a
+    ``checker`` with a large amplitude (the ``brick`` texture sharpens the soft one).
     """
 
     base: tuple[float, float, float]
     waves: tuple[tuple[float, ...], ...]
     checker: tuple[float, float, int, int] = (0.0, 0.0, 0, 1)
     noise: tuple[tuple[float, ...], ...] = ()
+    brick: tuple[float, float, float, float, int, int, float] = (0.0, 0.0, 0.0, 0.0, 0, 1, 0.0)
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         """p: [N, 3] shape-local points -> albedo [N, 3]."""
@@ -89,6 +96,15 @@ class Texture:
         if cell > 0:
             soft = np.tanh(2.5 * np.sin(np.pi * p[:, a] / cell) * np.sin(np.pi * p[:, b] / cell))
             col = col + amp * soft[:, None]
+        bw, bh, mortar, bamp, ba, bb, bvar = self.brick
+        if bw > 0:
+            row = np.floor(p[:, bb] / bh)
+            shifted = p[:, ba] / bw + 0.5 * np.mod(row, 2)
+            u = np.mod(shifted, 1.0) * bw
+            v = np.mod(p[:, bb] / bh, 1.0) * bh
+            joint = (np.minimum(u, bw - u) < mortar / 2) | (np.minimum(v, bh - v) < mortar / 2)
+            cells = np.stack([np.floor(shifted), row, np.zeros_like(row)], 1).astype(np.int64)
+            col = col + bvar * _lattice_values(cells, 7)[:, None] - bamp * joint[:, None]
         for cell, seed, *rgb in self.noise:
             col = col + value_noise(p, cell, int(seed))[:, None] * np.asarray(rgb)
         return np.clip(col, 0.03, 0.97)
@@ -196,6 +212,17 @@ def _forward_static_rig(scene: Scene, n_views: int, spread: float, rng) -> np.nd
     return np.stack(cams)
 
 
+def _ellipse_rig(scene: Scene, n_cams: int, spread: float) -> np.ndarray:
+    """cam00 at the centre, the others on an ellipse of semi-axes (spread, spread / 2) with 3 %-of-a-metre
+    jitter (seeded), all looking at the focus point 5 units ahead (the N3DV-like rig of issue 14)."""
+    rng = np.random.default_rng([scene.seed, 3])
+    ang = 2 * np.pi * np.arange(n_cams - 1) / max(n_cams - 1, 1)
+    xy = np.concatenate([np.zeros((1, 2)), np.stack([spread * np.cos(ang), 0.5 * spread * np.sin(ang)], 1)])
+    xy[1:] += rng.uniform(-0.03, 0.03, (n_cams - 1, 2))
+    z = np.concatenate([[0.0], rng.uniform(-0.03, 0.03, n_cams - 1)])
+    return np.stack([look_at((x, y, zz), scene.focus) for (x, y), zz in zip(xy, z)])
+
+
 INWARD_RADIUS = 6.0
 
 
@@ -283,6 +310,25 @@ def _inward_shapes(rng) -> tuple[Shape, ...]:
     )
 
 
+def _ellipse_shapes(rng) -> tuple[Shape, ...]:
+    """Back wall at 6.5, floor 1.1 below the rig, two still objects and three movers (1.7 .. 7.2 deep)."""
+    def j(*xyz):
+        return tuple(float(v) for v in np.asarray(xyz) + rng.uniform(-0.1, 0.1, 3))
+
+    return (
+        _plane("wall", rng, (0.0, 0.0, -6.5), (0.0, 0.0, 1.0), 2.0, (1.1, 0.12, 0, 1)),
+        _plane("floor", rng, (0.0, -1.1, 0.0), (0.0, 1.0, 0.0), 1.6, (0.8, 0.12, 0, 2)),
+        _box("box_left", rng, j(-1.5, -0.65, -4.6), 0.45, 0.9),
+        _sphere("sphere_right", rng, j(1.6, -0.45, -5.3), 0.65, 1.1),
+        _sphere("ball", rng, j(0.0, -0.35, -3.6), 0.5, 0.8,
+                Motion((0.9, 0.2, 0.3), (0.5, 1.0, 0.5), (-0.25, 0.0, 0.0))),
+        _box("cube", rng, j(0.95, 0.45, -2.9), 0.32, 0.7,
+             Motion((0.35, 0.3, 0.4), (1.0, 0.5, 0.5), (0.0, -0.25, 0.0), tint=0.3)),
+        _sphere("bob", rng, j(-0.85, 0.35, -2.3), 0.32, 0.6,
+                Motion((0.3, 0.35, 0.25), (0.5, 1.0, 1.0), (0.1, 0.0, 0.3))),
+    )
+
+
 @dataclass(frozen=True)
 class RigKind:
     """How one rig kind builds its shapes, video cameras and static-capture cameras."""
@@ -296,6 +342,7 @@ class RigKind:
 RIGS = {
     "forward": RigKind(_forward_shapes, _forward_rig, _forward_static_rig, (0.0, 0.0, -6.0)),
     "inward": RigKind(_inward_shapes, _inward_rig, _inward_static_rig, (0.0, 0.0, 0.0)),
+    "ellipse": RigKind(_ellipse_shapes, _ellipse_rig, _forward_static_rig, (0.0, 0.0, -5.0)),
 }
 
 
@@ -316,16 +363,43 @@ def with_detail(scene: Scene) -> Scene:
     return replace(scene, shapes=shapes, texture="detailed")
 
 
-def make_scene(seed: int = 0, n_frames: int = 20, rig: str = "forward", texture: str = "smooth") -> Scene:
+def with_bricks(scene: Scene) -> Scene:
+    """``detailed`` plus running-bond bricks on planes parallel to the wall and a sharp floor checker."""
+    shapes = []
+    for s in with_detail(scene).shapes:
+        tex = s.texture
+        if s.kind == "plane" and s.size[2] > 0.5:  # facing the cameras: a brick wall
+            tex = replace(tex, brick=(0.4, 0.18, 0.06, 0.4, 0, 1, 0.25))
+        elif s.kind == "plane":
+            tex = replace(tex, checker=(0.5, 0.35, tex.checker[2], tex.checker[3]))
+        shapes.append(replace(s, texture=tex))
+    return replace(scene, shapes=tuple(shapes), texture="brick")
+
+
+def scale_motion(scene: Scene, factor: float) -> Scene:
+    """The same scene with every moving shape's path amplitude multiplied by ``factor``."""
+    shapes = tuple(s if s.motion is None else
+                   replace(s, motion=replace(s.motion, amp=tuple(float(a) * factor for a in s.motion.amp)))
+                   for s in scene.shapes)
+    return replace(scene, shapes=shapes)
+
+
+def make_scene(seed: int = 0, n_frames: int = 20, rig: str = "forward", texture: str = "smooth",
+               motion_scale: float = 1.0) -> Scene:
     """Deterministic scene for ``seed``: object jitter, textures and colours come from the seed.
 
-    texture: ``smooth`` or ``detailed`` (same geometry and base colours plus albedo detail, see
-    :data:`TEXTURES`); the smooth part is identical in both.
+    texture: ``smooth``, ``detailed`` (same geometry and base colours plus albedo detail) or ``brick``
+    (detailed plus brick walls and a sharp floor checker), see :data:`TEXTURES`; the smooth part is
+    identical in all. motion_scale multiplies the movers' path amplitudes.
     """
     if texture not in TEXTURES:
         raise ValueError(f"unknown texture {texture!r}; choose from {TEXTURES}")
     rng = np.random.default_rng([seed, 0])
     scene = Scene(RIGS[rig].shapes(rng), int(n_frames), int(seed), rig, RIGS[rig].focus)
+    if motion_scale != 1.0:
+        scene = scale_motion(scene, motion_scale)
+    if texture == "brick":
+        return with_bricks(scene)
     return with_detail(scene) if texture == "detailed" else scene
 
 

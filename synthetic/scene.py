@@ -245,7 +245,7 @@ def _shape_meta(shape: Shape) -> dict:
 def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: int = 20, width: int = 96,
                 height: int = 72, rig: str = "forward", rig_spread: float = 0.6, n_static_views: int = 16,
                 supersample: int = 3, video: bool = True, fov_deg: float = 55.0, fps: float = 30.0,
-                overwrite: bool = False, texture: str = "smooth") -> dict:
+                overwrite: bool = False, texture: str = "smooth", motion_scale: float = 1.0) -> dict:
     """Render and write a complete scene directory (SPEC §3 layout, plus ``static/`` and ``meta.json``).
 
     Written into a temp sibling folder and renamed into place. Returns the meta dict.
@@ -263,7 +263,7 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
         raise UserError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UserError(f"{out_dir}: exists and is not empty; pass --overwrite 1 to replace it")
-    scene = make_scene(seed, n_frames, rig, texture)
+    scene = make_scene(seed, n_frames, rig, texture, motion_scale)
     hwf = (height, width, focal_from_fov(width, fov_deg))
     with atomic_dir(out_dir, overwrite=True) as tmp:
         names = _write_capture(tmp, scene, video_cameras(scene, n_cams, rig_spread), hwf, n_frames,
@@ -276,6 +276,7 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
                                           supersample, "static views")
         meta = {
             "generator": __name__, "seed": seed, "rig": rig, "rig_spread": rig_spread, "texture": texture,
+            "motion_scale": motion_scale,
             "n_cams": n_cams, "n_frames": n_frames, "width": width, "height": height,
             "focal": hwf[2], "fov_deg": fov_deg, "supersample": supersample, "fps": fps,
             "cam_names": names, "test_cam": names[0], "videos": bool(video),

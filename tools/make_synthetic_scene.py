@@ -4,7 +4,8 @@ Output (see :func:`synthetic.scene.write_scene`): ``frames/camXX/NNNN.png``,
 ``videos/camXX.mp4``, ``poses_bounds.npy`` (+ ``_cams.txt``), ``gt_depth/camXX.npy``
 (float32 [T, H, W] camera-axis z, world units), ``meta.json`` and ``static/`` (the
 world at t = 0 with the moving objects removed, from ``--n_static_views`` positions).
-``--texture detailed`` adds non-repeating multi-scale albedo detail to every surface (same
+``--rig ellipse --texture brick`` builds the N3DV-like rig of issue 14. ``--texture detailed`` adds
+non-repeating multi-scale albedo detail to every surface (same
 geometry) so that ``imgs2poses.py`` (COLMAP SfM) registers the cameras.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scene seed (object jitter, textures, static views)")
     p.add_argument("--texture", default="smooth", choices=TEXTURES,
                    help="smooth: the default look; detailed: adds multi-scale albedo detail so SIFT/COLMAP SfM works")
+    p.add_argument("--motion_scale", type=float, default=1.0, help="multiply the movers' path amplitudes")
     p.add_argument("--rig_spread", type=float, default=0.6, help="forward rig half-width in world units")
     p.add_argument("--n_static_views", type=int, default=16, help="static-capture views (0: none)")
     p.add_argument("--supersample", type=int, default=3, help="rays per pixel along each axis")
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     meta = write_scene(a.out_dir, seed=a.seed, n_cams=a.n_cams, n_frames=a.n_frames, width=a.width,
                        height=a.height, rig=a.rig, rig_spread=a.rig_spread, n_static_views=a.n_static_views,
                        supersample=a.supersample, video=not a.no_video, fov_deg=a.fov, fps=a.fps,
-                       overwrite=bool(a.overwrite), texture=a.texture)
+                       overwrite=bool(a.overwrite), texture=a.texture,
+                       motion_scale=a.motion_scale)
     print(f"wrote {a.rig} scene (seed {a.seed}, {a.texture} texture): {meta['n_cams']} cameras x "
           f"{meta['n_frames']} frames {meta['width']}x{meta['height']}, {meta['static']['n_views']} static views, "
           f"gt depth, to {a.out_dir} in {time.perf_counter() - start:.1f} s")

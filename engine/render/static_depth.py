@@ -19,8 +19,9 @@ synthetic scene: median relative error 4 % for the median vs 11 % for the mean).
 """
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from dataLoader.rays import pose_rays
 from dataLoader.rig_geometry import mean_view_dir, view_angles_deg, view_spread_deg
 from dataLoader.scene_layout import SceneDir
 from engine.checkpoint import load_model
+from engine.depth_consistency import consistency
 from engine.render.frames import chunk_size
 from models.types import RayBatch
 
@@ -163,6 +165,9 @@ class ExportOptions:
     acc_min: float = 0.5  # pixels whose static opacity is below this get no depth
     spread_max: float = 0.5  # ... or whose middle half of the termination spans more than this x z
     min_coverage: float = 0.1  # refuse when a camera has less than this fraction of valid pixels
+    consistency_tol: float = 0.05  # relative depth disagreement with a neighbour camera still "agreeing"
+    min_consistent: float = 0.5  # refuse when fewer of the valid pixels (mean over cameras) agree
+    allow_inconsistent: bool = False  # export anyway (loud warning) instead of refusing
 
 
 def render_depth_maps(model, norm: SceneNormalization, rig: CameraRig, cam_names, cam_idx: list[int],
@@ -216,5 +221,45 @@ def export_depth_file(ckpt: str | Path, datadir: str | Path, out: Path, cam_list
                               np.asarray(state["extra"]["cameras"]["c2w"]), str(poses))
     dense = render_depth_maps(model, norm, rig, src.cam_names, sorted(cams), target_size(src.hw, downsample),
                               device, opts, source=f"{ckpt} at {poses}")
+    dense = filter_consistent(dense, rig.hwf[2] * dense.hw[1] / rig.hwf[1], opts, str(ckpt))
     save_dense_depth(out, dense)
     return dense
+
+
+def filter_consistent(dense: DenseDepth, focal: float, opts: ExportOptions, source: str) -> DenseDepth:
+    """Keep only depth that agrees across the exported cameras (:mod:`engine.depth_consistency`).
+
+    Logs per camera the fraction kept and the median consistency error; refuses (UserError) when the
+    mean kept fraction is below ``opts.min_consistent`` unless ``opts.allow_inconsistent`` (then warns)."""
+    if len(dense.cam_names) < 2:
+        log.warning("%s: one camera only: depth not checked for multi-view consistency", source)
+        return dense
+    rep = consistency(dense.depth, dense.mask, dense.c2w, focal, rel_tol=opts.consistency_tol)
+    for name, kept, err in zip(dense.cam_names, rep.kept, rep.error):
+        log.info("%s: %.0f%% of depth pixels consistent with neighbour cameras, median error %.1f%%",
+                 name, 100 * kept, 100 * err)
+    mean_kept = float(rep.kept.mean())
+    if mean_kept < opts.min_consistent:
+        msg = (f"{source}: static depth is inconsistent across cameras (only {100 * mean_kept:.0f}% of pixels agree "
+               f"within {100 * opts.consistency_tol:.0f}% with a neighbour camera; median error "
+               f"{100 * float(np.nanmedian(rep.error)):.0f}%): the static model does not have the scene's geometry")
+        if not opts.allow_inconsistent:
+            raise UserError(msg + "; retrain it (more iterations/views) or pass --allow_inconsistent 1")
+        log.warning("%s -- exporting anyway (--allow_inconsistent 1)", msg)
+    mask = dense.mask & rep.mask
+    return replace(dense, depth=np.where(mask, dense.depth, 0).astype(np.float32), mask=mask,
+                   weight=np.where(mask, dense.weight, 0).astype(np.float32))
+
+
+def report_held_out(ckpt: str | Path, min_psnr: float = 20.0) -> dict:
+    """Held-out views' PSNR of the static run (its metrics.json next to the checkpoint), logged;
+    a warning when no view was held out or when their PSNR is below ``min_psnr``. -> {cam: psnr}."""
+    path = Path(ckpt).parent / "metrics.json"
+    test = json.loads(path.read_text()).get("test", {}) if path.is_file() else {}
+    psnr = {cam: float(m["psnr"]) for cam, m in test.items() if m.get("psnr") is not None}
+    if not psnr:
+        log.warning("%s: no held-out view of the static capture was scored: its geometry is unchecked on new "
+                    "views (train the static model with --test_cams K)", ckpt)
+    for cam, val in psnr.items():
+        (log.warning if val < min_psnr else log.info)("static model, held-out view %s: PSNR %.2f dB", cam, val)
+    return psnr

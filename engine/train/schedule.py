@@ -1,6 +1,7 @@
 """Schedules as data: grid resolution growth, alpha-mask updates, learning-rate, TV and depth-weight factors."""
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -51,9 +52,20 @@ def lr_factor(step: int, n_iters: int, kind: str, target_ratio: float = 0.1) -> 
     return target_ratio ** frac
 
 
-def tv_scale(step: int, n_iters: int, kind: str, target_ratio: float = 0.1) -> float:
-    """TV-loss scale at ``step``: 1e-2 times the learning-rate factor (TV decays with the learning rate)."""
-    return 1e-2 * lr_factor(step, n_iters, kind, target_ratio)
+def upsample_reset_factor(step: int, n_iters: int, kind: str, target_ratio: float,
+                          upsample_at: tuple[int, ...]) -> float:
+    """MixVoxels' lr restart at each upsample u: lr0 * f(step) / f(u), f the decay factor (1 before any)."""
+    k = bisect.bisect_right(sorted(upsample_at), step)
+    f = lr_factor(step, n_iters, kind, target_ratio)
+    if k == 0:
+        return f
+    u = sorted(upsample_at)[k - 1]
+    return min(1.0, f / lr_factor(u, n_iters, kind, target_ratio))
+
+
+def tv_scale(step: int, n_iters: int, kind: str, target_ratio: float, scale: float) -> float:
+    """TV-loss scale at ``step``: ``scale`` (the config's tv_scale) times the learning-rate factor."""
+    return scale * lr_factor(step, n_iters, kind, target_ratio)
 
 
 def depth_weight(step: int, n_iters: int, weight: float, decay: float) -> float:

@@ -32,7 +32,7 @@ from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.precision import device_name, resolve_precision
 from engine.run_dir import lock_run_dir, run_dir_for
 from engine.train import setup
-from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale
+from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale, upsample_reset_factor
 from engine.train.signals import StopRequest, TrainingInterrupted, check_finite_loss
 from models import losses
 from models.objective import StepScales
@@ -117,7 +117,10 @@ class Trainer:
         self._set_lr()
 
     def _set_lr(self) -> None:
-        f = lr_factor(self.step, self.train.n_iters, self.train.lr_decay, self.train.lr_decay_target_ratio)
+        t = self.train
+        f = lr_factor(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio)
+        if t.lr_upsample_reset:
+            f = upsample_reset_factor(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio, t.grid.upsample_at)
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * f
 
@@ -184,8 +187,9 @@ class Trainer:
 
     def step_scales(self) -> StepScales:
         t = self.train
-        return StepScales(tv_scale(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio),
-                          depth_weight(self.step, t.n_iters, t.depth_lambda, t.depth_lambda_decay))
+        return StepScales(tv_scale(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio, t.tv_scale),
+                          depth_weight(self.step, t.n_iters, t.depth_lambda, t.depth_lambda_decay),
+                          lr_factor(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio))
 
     def train_step(self) -> tuple[float, float]:
         self._set_lr()
@@ -194,7 +198,7 @@ class Trainer:
         label = batch.std > self.train.temporal_variance_threshold
         scales = self.step_scales()
         with self.precision.autocast():
-            out = self.model(batch, jitter=True, ray_dynamic=None if self.model.cfg.static_only else label)
+            out = self.model(batch, jitter=True, **self.dynamic_rays(label))
             terms = self.model.loss_terms(batch, out, label, self.weights, scales)
             if keypoints is not None:  # static rays: the dynamic branch stays off
                 kp_out = self.model(keypoints, jitter=True, ray_dynamic=torch.zeros(
@@ -212,6 +216,18 @@ class Trainer:
                 else losses.mse(out.rgb.float(), batch.rgb)
         return float(loss.detach()), float(-10 * torch.log10(mse))
 
+    def dynamic_rays(self, label: torch.Tensor) -> dict:
+        """Keyword arguments of the training forward that choose which rays the dynamic branch renders.
+
+        ``train_dynamic_rays``: ``label`` -- the std label [N] (test time uses the variation field, so
+        rays the field calls dynamic but the label does not are never trained dynamically); ``field`` --
+        the variation field's prediction, as at test time (MixVoxels' point_wise training); ``union`` --
+        label OR field.
+        """
+        if self.model.cfg.static_only or self.train.train_dynamic_rays == "field":
+            return {"ray_dynamic": None}
+        return {"ray_dynamic": label, "dynamic_union": self.train.train_dynamic_rays == "union"}
+
     def after_step(self) -> None:
         """Grid schedule hooks: alpha mask / shrink and upsampling, then optimizer rebuild."""
         update, shrink = self.schedule.alpha_mask_update(self.step)
@@ -227,15 +243,18 @@ class Trainer:
         if count is not None:
             self.model.upsample(n_to_reso(count, self.model.aabb))
             changed = True
+        if count is not None and self.train.variation_refit_iters > 0 and not self.model.cfg.static_only:
+            self.warmup_variation(n_iters=self.train.variation_refit_iters)
         if changed:
             self.rebuild_optimizer()
             log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
 
-    def warmup_variation(self, stop: StopRequest | None = None) -> None:
-        """Pre-train the variation field against the std label (cheap: no colour heads).
+    def warmup_variation(self, stop: StopRequest | None = None, n_iters: int | None = None) -> None:
+        """(Re)fit the variation field against the std label (cheap: no colour heads); n_iters defaults
+        to ``n_variation_iters`` (the warm-up before the main loop).
 
         A signal stops it at once (no checkpoint: the warm-up restarts with the next run)."""
-        n = self.train.n_variation_iters
+        n = self.train.n_variation_iters if n_iters is None else n_iters
         if n <= 0:
             return
         params = self.model.variation.grid_parameters()

@@ -1,0 +1,185 @@
+"""Quality on scenes the defaults were not tuned on: a family of synthetic dynamic scenes.
+
+Six scenes (not the demo scene) that differ in seed, texture (smooth / detailed / brick), camera
+count (4-10), rig (``ellipse``: the N3DV-like rig of issue 14, cam00 at the centre of a small
+ellipse; ``forward``: cam00 inside rings; one wider baseline) and motion amount, 30 frames each.
+For a config and iteration budget every scene is trained from scratch and its test camera (cam00)
+scored: one JSON line per scene (test PSNR, SSIM, depth AbsRel / delta<1.25 against gt_depth, train
+time) and a summary line with the means. The first line is the command that reproduces the row.
+
+``--curve ITERS...``: one scene (the first of ``--scenes``), test PSNR at those iterations of one run
+(train time excludes the evaluations), written as JSON and plotted to ``--png``.
+
+Usage: python -m bench.quality [--config configs/demo.txt] [--base_config F] [--iters N]
+       [--scenes NAME ...] [--workdir data/quality_family] [--curve 100 200 400 800] [--extra FLAGS...]
+Scenes are written once to WORKDIR/scenes (about a minute each) and reused.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.depth_gain import evaluate_test
+from engine import options
+from engine.evaluation.visualize import plot_training_curves
+from engine.train.trainer import Trainer
+from synthetic.scene import write_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class FamilyScene:
+    """One member of the family (arguments of :func:`synthetic.scene.write_scene`)."""
+
+    name: str
+    rig: str
+    n_cams: int
+    texture: str
+    seed: int
+    rig_spread: float
+    motion_scale: float
+    fov_deg: float
+    n_frames: int = 30
+    width: int = 96
+    height: int = 72
+
+
+ELLIPSE_FOV = 71.08  # focal 0.7 W, as the rig of issue 14
+FAMILY = (
+    FamilyScene("ell8_brick", "ellipse", 8, "brick", 11, 0.3, 1.0, ELLIPSE_FOV),
+    FamilyScene("fwd6_smooth", "forward", 6, "smooth", 12, 0.6, 1.0, 55.0),
+    FamilyScene("fwd10_detailed", "forward", 10, "detailed", 13, 0.6, 0.5, 55.0),
+    FamilyScene("ell4_detailed", "ellipse", 4, "detailed", 14, 0.3, 1.0, ELLIPSE_FOV),
+    FamilyScene("fwd5_wide_brick", "forward", 5, "brick", 15, 1.2, 1.5, 55.0),
+    FamilyScene("ell6_smooth_slow", "ellipse", 6, "smooth", 16, 0.3, 0.4, ELLIPSE_FOV),
+)
+BY_NAME = {s.name: s for s in FAMILY}
+
+
+def emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def ensure_scene(spec: FamilyScene, root: Path, n_static_views: int = 16) -> Path:
+    """Write the scene under root/<name> unless a meta.json with the same parameters is there."""
+    out = root / spec.name
+    meta = out / "meta.json"
+    want = asdict(spec)
+    if meta.is_file() and json.loads(meta.read_text()).get("family_spec") == want:
+        return out
+    write_scene(out, seed=spec.seed, n_cams=spec.n_cams, n_frames=spec.n_frames, width=spec.width,
+                height=spec.height, rig=spec.rig, rig_spread=spec.rig_spread, n_static_views=n_static_views,
+                supersample=2, video=False, fov_deg=spec.fov_deg, overwrite=True, texture=spec.texture,
+                motion_scale=spec.motion_scale)
+    m = json.loads(meta.read_text())
+    m["family_spec"] = want
+    meta.write_text(json.dumps(m, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def train_argv(args, datadir: Path, expname: str) -> list[str]:
+    argv = []
+    if args.base_config:
+        argv += ["--base_config", args.base_config]
+    argv += ["--config", args.config, "--datadir", str(datadir), "--basedir", str(args.workdir / "runs"),
+             "--expname", expname, "--overwrite", "1", "--render_test", "0", "--save_every", "100000000",
+             "--seed", str(args.seed), "--device", args.device]
+    if args.iters:
+        argv += ["--n_iters", str(args.iters)]
+    return argv + list(args.extra)
+
+
+class CurveTrainer(Trainer):
+    """A Trainer that scores the test camera at given iterations (evaluation time not counted)."""
+
+    def __init__(self, cfg, at: list[int]):
+        super().__init__(cfg)
+        self.curve_at = set(at)
+        self.curve: list[dict] = []
+
+    def after_step(self) -> None:
+        super().after_step()
+        if self.step in self.curve_at:
+            t0 = time.perf_counter()
+            metrics, _ = evaluate_test(self)
+            self.model.train()
+            self.curve.append({"iteration": self.step, "train_time_s": round(self.elapsed, 1),
+                               "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+                               "depth_abs_rel": metrics["depth"].get("abs_rel")})
+            emit({"curve_point": True, **self.curve[-1]})
+            self.elapsed -= time.perf_counter() - t0  # the loop's clock restarts from elapsed
+
+
+def run_scene(args, spec: FamilyScene) -> dict:
+    datadir = ensure_scene(spec, args.workdir / "scenes")
+    trainer = Trainer(options.resolve(options.parse(train_argv(args, datadir, f"{args.tag}_{spec.name}"))))
+    trainer.fit()
+    metrics, _ = evaluate_test(trainer)
+    return {"scene": spec.name, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+            "depth_abs_rel": metrics["depth"].get("abs_rel"), "depth_delta_1_25": metrics["depth"].get("delta_1_25"),
+            "train_time_s": metrics["train_time_s"], "iterations": metrics["iterations"],
+            "n_cams": spec.n_cams, "texture": spec.texture, "rig": spec.rig}
+
+
+def run_curve(args) -> None:
+    spec = BY_NAME[args.scenes[0]]
+    datadir = ensure_scene(spec, args.workdir / "scenes")
+    cfg = options.resolve(options.parse(train_argv(args, datadir, f"{args.tag}_curve_{spec.name}")))
+    trainer = CurveTrainer(cfg, args.curve)
+    trainer.fit()
+    png = args.png or args.workdir / f"curve_{args.tag}_{spec.name}.png"
+    history = {**trainer.history, "test_iteration": [p["iteration"] for p in trainer.curve],
+               "test_psnr": [p["psnr"] for p in trainer.curve],
+               "test_time_s": [p["train_time_s"] for p in trainer.curve]}
+    plot_training_curves(history, png)
+    emit({"summary": True, "scene": spec.name, "curve": trainer.curve, "png": str(png)})
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/demo.txt", help="scene config (its datadir is replaced)")
+    p.add_argument("--base_config", default="", help="optional schedule file, e.g. configs/base/T.txt")
+    p.add_argument("--iters", type=int, default=0, help="iterations (0: the config's n_iters)")
+    p.add_argument("--scenes", nargs="+", default=[s.name for s in FAMILY], choices=sorted(BY_NAME))
+    p.add_argument("--workdir", type=Path, default=ROOT / "data" / "quality_family")
+    p.add_argument("--tag", default="q", help="run-name prefix under WORKDIR/runs")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--curve", type=int, nargs="*", default=[], help="iterations at which to score (one scene)")
+    p.add_argument("--png", type=Path, default=None, help="curve plot (default WORKDIR/curve_TAG_SCENE.png)")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="train.py flags for every run")
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    args.workdir = args.workdir.resolve()
+    emit({"command": "python -m bench.quality " + " ".join(shlex.quote(a) for a in sys.argv[1:])})
+    if args.curve:
+        run_curve(args)
+        return
+    t0 = time.perf_counter()
+    rows = []
+    for name in args.scenes:
+        rows.append(run_scene(args, BY_NAME[name]))
+        emit(rows[-1])
+    keys = ("psnr", "ssim", "depth_abs_rel", "depth_delta_1_25", "train_time_s")
+    mean = {k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in keys}
+    emit({"summary": True, "mean": mean, "min_psnr": min(r["psnr"] for r in rows),
+          "max_depth_abs_rel": max(r["depth_abs_rel"] for r in rows), "n_scenes": len(rows),
+          "total_s": round(time.perf_counter() - t0, 1), "machine": platform.processor() or platform.machine(),
+          "cpu_threads": torch.get_num_threads(), "torch": torch.__version__})
+
+
+if __name__ == "__main__":
+    main()

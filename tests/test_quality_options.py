@@ -1,0 +1,122 @@
+"""Issue-14 options: floater regularizers, lr restart at upsamples, zero_dynamic_sigma, the ellipse rig,
+and the multi-view depth-consistency filter."""
+import math
+
+import numpy as np
+import torch
+
+from dataLoader.poses import look_at
+from engine.depth_consistency import consistency, lift, project
+from engine.train.schedule import lr_factor, upsample_reset_factor
+from models.mixvoxels import MixVoxels, ModelConfig
+from models.regularizers import distortion_loss, near_weight_loss, opacity_entropy_loss
+from synthetic.content import make_scene, video_cameras
+
+
+def test_distortion_loss_hand_computed():
+    w = torch.tensor([[0.5, 0.0, 0.5]])
+    t = torch.tensor([[0.1, 0.2, 0.4]])
+    dt = torch.tensor([[0.1, 0.1, 0.1]])
+    # pairs: 2 * 0.5 * 0.5 * |0.1 - 0.4| = 0.15; self term: (0.25 * 0.1 + 0.25 * 0.1) / 3
+    expected = 0.15 + 0.05 / 3
+    assert math.isclose(float(distortion_loss(w, t, dt)), expected, rel_tol=1e-6)
+
+
+def test_distortion_loss_gradient_matches_brute_force():
+    torch.manual_seed(0)
+    w = torch.rand(3, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.sort(torch.rand(3, 6, dtype=torch.float64), dim=-1).values
+    dt = torch.full((3, 6), 0.1, dtype=torch.float64)
+    brute = ((w[:, :, None] * w[:, None, :] * (t[:, :, None] - t[:, None, :]).abs()).sum((1, 2))
+             + (w.pow(2) * dt).sum(-1) / 3).mean()
+    assert torch.allclose(distortion_loss(w, t, dt), brute)
+    assert torch.autograd.gradcheck(lambda x: distortion_loss(x, t, dt), (w,))
+
+
+def test_near_and_entropy_terms():
+    w = torch.tensor([[0.2, 0.3, 0.5]])
+    t = torch.tensor([[0.05, 0.15, 0.5]])
+    assert math.isclose(float(near_weight_loss(w, t, 0.1)), 0.2, rel_tol=1e-6)
+    assert math.isclose(float(opacity_entropy_loss(torch.tensor([0.5]))), math.log(2), rel_tol=1e-4)
+    assert float(opacity_entropy_loss(torch.tensor([1.0]))) < 1e-2
+
+
+def test_upsample_reset_restarts_the_cosine():
+    ups = (100, 200)
+    assert upsample_reset_factor(50, 400, "cosine", 0.1, ups) == lr_factor(50, 400, "cosine")
+    assert upsample_reset_factor(100, 400, "cosine", 0.1, ups) == 1.0
+    expected = math.cos(math.pi / 2 * 300 / 400) / math.cos(math.pi / 2 * 200 / 400)
+    assert math.isclose(upsample_reset_factor(300, 400, "cosine", 0.1, ups), expected, rel_tol=1e-9)
+
+
+def test_zero_dynamic_sigma_zeroes_still_empty_points_only():
+    cfg = ModelConfig(n_frames=4, zero_dynamic_sigma=True, sigma_static_thresh=0.1, zero_dynamic_sigma_thresh=1e-5)
+    model = MixVoxels(cfg, [[-1, -1, -1], [1, 1, 1]], [4, 4, 4])
+    sig_d = torch.tensor([[0.5, 0.5, 0.5, 0.5],    # empty static, constant: zeroed
+                          [0.0, 5.0, 0.0, 5.0],    # empty static, changes over time: kept
+                          [0.5, 0.5, 0.5, 0.5]])   # static density present: kept
+    sigma_s = torch.tensor([0.0, 0.0, 1.0])
+    out = model._zero_still_dynamic(sig_d, sigma_s, torch.ones(3))
+    assert torch.equal(out[0], torch.zeros(4))
+    assert torch.equal(out[1:], sig_d[1:])
+
+
+def test_ellipse_rig_centre_camera_and_focus():
+    scene = make_scene(1, 3, rig="ellipse", texture="brick")
+    cams = video_cameras(scene, 8, 0.3)
+    assert cams.shape == (8, 3, 4)
+    np.testing.assert_allclose(cams[0, :, 3], 0.0)
+    x, y = cams[1:, 0, 3], cams[1:, 1, 3]
+    assert np.all(np.abs(x) <= 0.3 + 0.03) and np.all(np.abs(y) <= 0.15 + 0.03)
+    assert 0.25 < np.abs(x).max() and 0.1 < np.abs(y).max()
+    for c in cams:  # every camera looks at the focus point (0, 0, -5)
+        to_focus = np.asarray(scene.focus) - c[:, 3]
+        np.testing.assert_allclose(-c[:, 2], to_focus / np.linalg.norm(to_focus), atol=1e-9)
+
+
+def test_consistency_keeps_true_depth_and_rejects_haze():
+    cams = np.stack([look_at((x, y, 0.0), (0.0, 0.0, -5.0)) for x, y in [(0, 0), (0.3, 0), (-0.3, 0), (0, 0.2)]])
+    h, w, f = 24, 32, 25.0
+    # a fronto-parallel wall at world z = -5: camera z of each pixel from the ray/plane intersection
+    depth = []
+    for c in cams:
+        d = lift(np.ones((h, w)), c, f).reshape(h, w, 3) - c[:, 3]
+        depth.append((-5.0 - c[2, 3]) / d[..., 2])
+    depth = np.stack(depth)
+    x, y, z = project(lift(depth[1], cams[1], f), cams[1], f, (h, w))
+    np.testing.assert_allclose(z.reshape(h, w), depth[1], rtol=1e-9)
+    mask = np.ones_like(depth, dtype=bool)
+    good = consistency(depth, mask, cams, f)
+    assert good.kept.min() > 0.9 and np.nanmax(good.error) < 1e-3  # nearest-pixel lookup on a slanted wall
+    haze = depth * np.random.default_rng(0).uniform(0.2, 0.5, depth.shape)
+    bad = consistency(haze, mask, cams, f)
+    assert bad.kept.max() < 0.5 and np.nanmin(bad.error) > 0.05
+
+
+def _wall_depth(cams, h, w, f):
+    rays = [lift(np.ones((h, w)), c, f).reshape(h, w, 3) - c[:, 3] for c in cams]
+    return np.stack([(-5.0 - c[2, 3]) / d[..., 2] for c, d in zip(cams, rays)]).astype(np.float32)
+
+
+def test_export_refuses_inconsistent_depth_unless_overridden():
+    import pytest
+
+    from core.errors import UserError
+    from dataLoader.depth_files import DenseDepth
+    from engine.render.static_depth import ExportOptions, filter_consistent
+
+    cams = np.stack([look_at((x, y, 0.0), (0.0, 0.0, -5.0)) for x, y in [(0, 0), (0.3, 0), (-0.3, 0), (0, 0.2)]])
+    h, w, f = 24, 32, 25.0
+    depth = _wall_depth(cams, h, w, f)
+    mask = np.ones(depth.shape, dtype=bool)
+
+    def dense(d):
+        return DenseDepth(d, mask, np.ones_like(d), [f"cam{k:02d}" for k in range(4)], (h, w), cams, {})
+
+    good = filter_consistent(dense(depth), f, ExportOptions(), "test")
+    assert good.mask.mean() > 0.9
+    haze = (depth * np.random.default_rng(0).uniform(0.2, 0.5, depth.shape)).astype(np.float32)
+    with pytest.raises(UserError, match="inconsistent"):
+        filter_consistent(dense(haze), f, ExportOptions(), "test")
+    kept = filter_consistent(dense(haze), f, ExportOptions(allow_inconsistent=True), "test")
+    assert kept.mask.mean() < 0.5 and np.all(kept.depth[~kept.mask] == 0)
