@@ -8,20 +8,30 @@ DEMO_SCENE ?= data/synthetic_demo
 DEMO_RUN ?= log/demo
 DEPTH_SCENE ?= data/synthetic_depth_demo
 
-.PHONY: install demo demo-depth test lint bench clean-demo
+.PHONY: install metrics demo demo-depth test lint bench clean-demo
 
+# The toolkit itself is installed editable (console entry points mvd-*, importable from tools/ and bench/).
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+# FLIP and JOD (the "metrics" extra), with the installed torch pinned so that nothing swaps it.
+metrics: $(VENV)/.metrics
+
+$(VENV)/.metrics: requirements-metrics.txt | install
+	$(PY) -m pip install -q -r requirements-metrics.txt \
+		"torch==$$($(PY) -c 'import torch; print(torch.__version__.split("+")[0])')"
 	@touch $@
 
 $(DEMO_SCENE)/meta.json: | install
 	$(PY) -m tools.make_synthetic_scene $(DEMO_SCENE) --overwrite 1
 
-demo: install $(DEMO_SCENE)/meta.json
+demo: install metrics $(DEMO_SCENE)/meta.json
 	$(PY) train.py --config configs/demo.txt --overwrite 1
 	$(PY) render_one_video.py --ckpt $(DEMO_RUN)/ckpt.pt --cam_num 0
 	@$(PY) -m tools.show_metrics $(DEMO_RUN)
@@ -34,7 +44,7 @@ $(DEPTH_SCENE)/meta.json: | install
 		--n_static_views 16 --no_video --overwrite 1
 
 demo-depth: install $(DEPTH_SCENE)/meta.json
-	$(PY) prepare_static.py --static_data_path $(DEPTH_SCENE)/static
+	$(PY) prepare_static.py --datadir $(DEPTH_SCENE)/static
 	$(PY) train.py --config configs/demo_static.txt --overwrite 1
 	$(PY) static_model2depth.py --config configs/depth/demo_dynamic.txt --ckpt log/demo_static/ckpt.pt --overwrite 1
 	$(PY) train.py --config configs/depth/demo_dynamic.txt --expname demo_depth_off --overwrite 1

@@ -1,4 +1,8 @@
-"""Stage: COLMAP model + ``poses_bounds.npy`` -> ``colmap_depth.npz`` sparse depth table (SPEC §5.2).
+"""Stage: COLMAP model + ``poses_bounds.npy`` -> ``colmap_depth.npz`` sparse depth table.
+
+With ``--triangulate 1`` the model is first built in the dataset's own world: one frame per camera is
+matched and triangulated with the poses of ``poses_bounds.npy`` held fixed (no SfM; the shipped poses,
+e.g. N3DV's, stay as they are), written to ``DATADIR/sparse/0`` (or ``--sparse_dir``).
 
 ``colmap_depth.npz`` (read it with ``dataLoader.depth_files.load_sparse_depth``), M keypoints:
 - ``cam_index [M] int32``: row of ``poses_bounds.npy`` (= index into ``cam_names``);
@@ -23,24 +27,35 @@ with imgs2poses.py --static_dir). The poses file must hold the model's own poses
 """
 from __future__ import annotations
 
+import argparse
+import tempfile
 from pathlib import Path
 
-import configargparse
 import numpy as np
 
 from core.errors import UserError
 from dataLoader import colmap
+from dataLoader.colmap_fixed import triangulate_known_poses
 from dataLoader.colmap_points import keypoint_depth_table
 from dataLoader.depth_files import save_depth_table
 from dataLoader.poses import cams_file, load_poses_bounds
+from dataLoader.scene_files import load_scene_files
 from dataLoader.scene_layout import SceneDir
 from engine.cli import refuse_existing, run_main
+from engine.stage_args import add_datadir, datadir_of, parse_with_config
 
 
-def build_parser() -> configargparse.ArgumentParser:
-    p = configargparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", is_config_file=True, help="config file (key = value)")
-    p.add_argument("datadir", help="scene folder with poses_bounds.npy")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="scene config: its datadir, data_root and exclude_cams are used")
+    add_datadir(p, help="scene folder with poses_bounds.npy")
+    p.add_argument("--triangulate", type=int, default=0, choices=(0, 1),
+                   help="1: build the model from the poses file (fixed poses) before reading it")
+    p.add_argument("--frame_idx", type=int, default=0, help="--triangulate: which frame of each camera to match")
+    p.add_argument("--exclude_cams", nargs="*", default=[], help="--triangulate: cameras left out (as in training)")
+    p.add_argument("--seed", type=int, default=0, help="--triangulate: RANSAC seed")
+    p.add_argument("--overwrite", type=int, default=0, choices=(0, 1),
+                   help="--triangulate: replace an existing model at the model folder")
     p.add_argument("--sparse_dir", default="", help="COLMAP model (default DATADIR/sparse/0)")
     p.add_argument("--poses_file", default="", help="LLFF poses (default DATADIR/poses_bounds.npy)")
     p.add_argument("--image_prefix", default="", help="model image-name prefix of these cameras (static/)")
@@ -62,9 +77,21 @@ def _camera_names(datadir: Path, poses: Path, n_rows: int, names) -> list[str]:
     return listed
 
 
+def _triangulate(args, datadir: Path, poses: Path, sparse: Path):
+    """Fixed-pose model of the selected cameras written to ``sparse``; -> their rig (names set)."""
+    if poses != datadir / "poses_bounds.npy":
+        raise UserError(f"--triangulate uses {datadir / 'poses_bounds.npy'}; drop --poses_file {poses}")
+    if sparse.exists() and not args.overwrite:
+        raise UserError(f"{sparse}: a model exists; pass --overwrite 1 to replace it with the fixed-pose one")
+    with tempfile.TemporaryDirectory(prefix="colmap2depth_") as work:
+        rec = triangulate_known_poses(datadir, Path(work), args.frame_idx, tuple(args.exclude_cams), args.seed)
+    colmap.write_model(rec, sparse)
+    return load_scene_files(datadir, exclude=tuple(args.exclude_cams)).rig
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    datadir = Path(args.datadir)
+    args = parse_with_config(build_parser(), argv, ("datadir", "data_root", "exclude_cams"))
+    datadir = Path(datadir_of(args))
     scene = SceneDir(datadir)
     poses = Path(args.poses_file or scene.poses)
     sparse = Path(args.sparse_dir or scene.sparse_model)
@@ -72,8 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     if out.is_dir():
         raise UserError(f"--out {out}: is a folder; give the output file name (e.g. {SceneDir(out).sparse_depth})")
     refuse_existing([out], args.overwrite)
-    rig = load_poses_bounds(poses)
-    names = _camera_names(datadir, poses, len(rig), rig.names)
+    if args.triangulate:
+        rig = _triangulate(args, datadir, poses, sparse)
+        names = list(rig.names)
+    else:
+        rig = load_poses_bounds(poses)
+        names = _camera_names(datadir, poses, len(rig), rig.names)
     rec, ids = colmap.read_model_in_world(sparse, rig.c2w, float(rig.bounds[:, 0].min()), names,
                                           args.image_prefix, source=f"{poses} vs {sparse}")
     table = keypoint_depth_table(rec, ids, names, rig.hwf, rig.bounds)
@@ -86,5 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"colmap2depth: wrote {out} ({len(table['depth'])} keypoints; {per_cam})")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,4 +1,4 @@
-"""Stage: one image per camera -> COLMAP model ``sparse/0/`` and ``poses_bounds.npy`` (SPEC §2).
+"""Stage: one image per camera -> COLMAP model ``sparse/0/`` and ``poses_bounds.npy`` (SfM).
 
 Inputs: ``DATADIR/frames/camXX/`` (the ``--frame_idx``-th image of each folder,
 folders sorted as strings: name them zero-padded, cam00..camNN) or an LLFF
@@ -7,7 +7,11 @@ folders sorted as strings: name them zero-padded, cam00..camNN) or an LLFF
 capture ``D/frames/camXX/`` (exactly one image each) is registered in the same
 SfM run, so both captures share one world.
 
-Outputs (atomic; existing poses files are kept unless ``--overwrite 1``):
+For a dataset that ships its poses (N3DV), do not run this: ``colmap2depth.py --triangulate 1`` builds
+the sparse model in the shipped poses' world instead.
+
+Outputs (atomic; existing poses files are kept unless ``--overwrite 1``, which first copies each
+replaced ``poses_bounds.npy`` (+ cams file) to ``poses_bounds.backup.npy``, ``.backup2.npy``, ...):
 - ``DATADIR/sparse/0/*.bin``: the model. Image names are ``camXX.<ext>`` for the
   rig and ``static/camXX.<ext>`` for the static capture.
 - ``DATADIR/poses_bounds.npy`` [K, 17] LLFF, one row per camera in the order
@@ -27,12 +31,12 @@ refused unless ``--average_intrinsics 1``.
 """
 from __future__ import annotations
 
+import argparse
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
-
-import configargparse
 
 from core.errors import UserError
 from dataLoader import colmap
@@ -40,15 +44,16 @@ from dataLoader.colmap_points import RigPoses, rig_poses
 from dataLoader.poses import cams_file, save_poses_bounds
 from dataLoader.scene_layout import SceneDir
 from engine.cli import run_main
+from engine.stage_args import add_datadir, datadir_of, parse_with_config
 
 log = logging.getLogger("imgs2poses")
 STATIC_PREFIX = "static/"
 
 
-def build_parser() -> configargparse.ArgumentParser:
-    p = configargparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", is_config_file=True, help="config file (key = value)")
-    p.add_argument("datadir", help="scene folder with frames/camXX/ or images/")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="scene config: its datadir and data_root are used")
+    add_datadir(p, help="scene folder with frames/camXX/ or images/")
     p.add_argument("--frame_idx", type=int, default=0, help="which frame of each camera folder to use")
     p.add_argument("--static_dir", default="", help="static capture D (D/frames/camXX/, one image each)")
     p.add_argument("--sparse_dir", default="", help="reuse this COLMAP model instead of running SfM")
@@ -57,8 +62,11 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--static_focal_prior", type=float, default=0.0, help="static focal prior in px (0: none)")
     p.add_argument("--refine_focal", type=int, default=1, help="0: keep the focal prior fixed in SfM")
     p.add_argument("--average_intrinsics", type=int, default=0, help="1: average cameras differing by >1%%")
-    p.add_argument("--seed", type=int, default=0, help="COLMAP random seed")
-    p.add_argument("--overwrite", type=int, default=0, help="1: replace existing poses_bounds.npy / sparse/0")
+    p.add_argument("--seed", type=int, default=0, help="COLMAP random seed (the first mapper seed)")
+    p.add_argument("--sfm_attempts", type=int, default=4,
+                   help="mapper runs with seeds seed, seed+1, ... while cameras are missing")
+    p.add_argument("--overwrite", type=int, default=0,
+                   help="1: replace existing poses_bounds.npy (a backup copy is kept) / sparse/0")
     return p
 
 
@@ -105,12 +113,14 @@ def _reconstruct(args, caps: list[Capture]):
     groups = [colmap.ImageGroup(tuple(f"{c.prefix}{cam}{path.suffix.lower()}" for cam, path in c.images),
                                 tuple(path for _, path in c.images), c.focal_prior) for c in caps]
     with tempfile.TemporaryDirectory(prefix="imgs2poses_") as work:
-        opts = colmap.SfmOptions(bool(args.single_camera), bool(args.refine_focal), args.seed)
+        opts = colmap.SfmOptions(bool(args.single_camera), bool(args.refine_focal), args.seed,
+                                 attempts=args.sfm_attempts)
         return colmap.run_sfm(groups, Path(work), opts)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_with_config(build_parser(), argv, ("datadir", "data_root"))
+    args.datadir = datadir_of(args)
     caps = _captures(args)
     _check_writable(args, caps)
     rec = _reconstruct(args, caps)
@@ -123,11 +133,28 @@ def main(argv: list[str] | None = None) -> None:
     written = [str(dest)] if dest is not None else []
     for c, rig in zip(caps, rigs, strict=True):
         out = SceneDir(c.folder).poses
+        written += backup_poses(out)
         save_poses_bounds(out, rig.c2w, rig.hwf, rig.bounds, names=rig.names)
         written += [str(out), str(cams_file(out))]
         _log_rig(out, rig, c.hw)
     print(f"imgs2poses: {rec.num_reg_images()} images, {rec.num_points3D()} points; "
           f"wrote {', '.join(written)}")
+
+
+def backup_poses(path: Path) -> list[str]:
+    """Copy an existing poses file (+ its cams file) to the first free ``<stem>.backup[N].npy``; -> copies."""
+    if not path.exists():
+        return []
+    n = 1
+    while (dst := path.with_name(f"{path.stem}.backup{'' if n == 1 else n}.npy")).exists():
+        n += 1
+    shutil.copy2(path, dst)
+    copies = [str(dst)]
+    if cams_file(path).exists():
+        shutil.copy2(cams_file(path), cams_file(dst))
+        copies.append(str(cams_file(dst)))
+    log.info("kept the replaced %s as %s", path, dst)
+    return copies
 
 
 def _log_rig(out: Path, rig: RigPoses, hw_disk: tuple[int, int]) -> None:
@@ -140,5 +167,10 @@ def _log_rig(out: Path, rig: RigPoses, hw_disk: tuple[int, int]) -> None:
                     "(loaders rescale focal by their image width / W)", out, h, w, *hw_disk)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

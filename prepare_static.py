@@ -1,4 +1,4 @@
-"""Stage: validate a static capture and build its T = 1 training cache (SPEC §5.1).
+"""Stage: validate a static capture and build its T = 1 training cache.
 
 Input ``D/frames/camXX/<one .png/.jpg>`` (one photo per camera position, at least 2, any names,
 gaps in the numbering allowed, one image size) and ``D/poses_bounds.npy`` (one row per camera
@@ -12,20 +12,27 @@ import argparse
 
 from engine.cli import run_main
 from engine.render.static_depth import prepare_static_capture
+from engine.stage_args import add_datadir, add_downsample, datadir_of, parse_with_config
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--static_data_path", required=True, help="static capture directory D")
-    p.add_argument("--downsample", type=float, default=1.0,
-                   help="divide the image size by this (use the same value as train.py --downsample_train)")
-    args = p.parse_args(argv)
-    cap = prepare_static_capture(args.static_data_path, args.downsample)
+    p.add_argument("--config", help="config: its datadir, data_root and downsample are used")
+    add_datadir(p, help="static capture directory D")
+    p.add_argument("--static_data_path", dest="datadir", help="same as --datadir (the depth fork's name)")
+    add_downsample(p)
+    args = parse_with_config(p, argv, ("datadir", "data_root", "downsample"))
+    cap = prepare_static_capture(datadir_of(args), args.downsample)
     (h0, w0), (h, w) = cap.hw, cap.cache_hw
     print(f"static capture {cap.datadir}: {len(cap.cam_names)} views {w0}x{h0} -> {w}x{h}, cache {cap.cache_dir}; "
           f"train: python train.py --config configs/depth/static_capture.txt --datadir {cap.datadir} "
-          f"--downsample_train {args.downsample:g}")
+          f"--downsample {args.downsample:g}")
+
+
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
+    run_main(main)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    cli()

@@ -31,6 +31,7 @@ import configargparse
 from engine.cli import run_main
 from engine.render.camera_paths import PATHS
 from engine.render.frames import MODES
+from engine.stage_args import DOWNSAMPLE_HELP
 from engine.train.fragments import render_fragments
 from engine.workflow import VideoRequest, render_video
 
@@ -46,7 +47,8 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("--mode", default=d.mode, choices=MODES, help="colour, depth, or both side by side")
     p.add_argument("--frames", default=d.frames, help="frame range a:b (b exclusive; empty: all frames)")
     p.add_argument("--fps", type=float, default=d.fps, help="video frame rate")
-    p.add_argument("--downsample", type=float, default=d.downsample, help="render at (H/k, W/k)")
+    p.add_argument("--downsample", "--downsample_train", dest="downsample", type=float, default=d.downsample,
+                   help=DOWNSAMPLE_HELP + " (0: the size the model was trained at)")
     p.add_argument("--path", default=d.path, choices=("",) + PATHS, help="render a camera path instead of a camera")
     p.add_argument("--render_path", type=int, default=0, choices=(0, 1), help="seed-workflow alias of --path spiral")
     p.add_argument("--path_file", default=d.path_file, help="JSON camera path (format above)")
@@ -79,5 +81,10 @@ def main() -> None:
     print(render_fragments(req, fragments) if fragments else render_video(req))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,4 +1,4 @@
-"""Stage: render a static model's depth at a video rig's cameras -> ``depth/all_depth.npz`` (SPEC §5.1).
+"""Stage: render a static model's depth at a video rig's cameras -> ``depth/all_depth.npz``.
 
 The static checkpoint's own normalization is applied to the rig's world poses (both captures
 must share one world: ``imgs2poses.py VIDEO --static_dir STATIC``); cameras outside the static
@@ -9,18 +9,17 @@ and inconsistent depth is refused unless ``--allow_inconsistent 1``. The static 
 views' PSNR (train it with ``--test_cams``) is printed too.
 Output (``dataLoader.depth_files``): depth [K, H, W] float32 world-unit camera z, mask [K, H, W]
 bool, weight [K, H, W] (static opacity), cam_names, hw, world c2w, the normalization.
-``--config`` may be the dynamic run's config: datadir, downsample_train, test_cams and
-depthmap_npy_path are read from it; its other keys are ignored.
+``--config`` may be the dynamic run's config: datadir, data_root, downsample, exclude_cams, test_cams
+and depthmap_npy_path are read from it; its other keys are ignored.
 """
 from __future__ import annotations
 
 import configargparse
 
-from core.errors import UserError
-from dataLoader.scene_layout import SceneDir
-from engine import options
+from dataLoader.scene_layout import DENSE_DEPTH, SceneDir
 from engine.cli import run_main
 from engine.render.static_depth import DEPTH_STATS, ExportOptions, export_depth_file, report_held_out
+from engine.stage_args import add_datadir, add_downsample, datadir_of
 from engine.train.setup import pick_device
 
 
@@ -29,11 +28,13 @@ def build_parser() -> configargparse.ArgumentParser:
                                       config_file_parser_class=configargparse.DefaultConfigFileParser)
     p.add_argument("--config", is_config_file=True, help="the dynamic run's config (optional)")
     p.add_argument("--ckpt", required=True, help="STATIC model checkpoint (train.py --static_only 1)")
-    # the video run's own keys (datadir, held-out cameras, training size, the depth file it reads)
-    options.add_keys(p, ("datadir", "data_root", "test_cams", "downsample_train", "depthmap_npy_path", "device"),
-                     aliases={"downsample_train": ["--downsample"]})
+    add_datadir(p, positional=False, help="video scene (poses_bounds.npy, frames/camXX/)")
+    p.add_argument("--exclude_cams", nargs="*", default=[], help="cameras left out (as in training)")
     p.add_argument("--cam_num_list", type=int, nargs="*", default=None,
                    help="camera rows to render (default: all but --test_cams)")
+    p.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out cameras (not rendered)")
+    add_downsample(p)
+    p.add_argument("--depthmap_npy_path", default=DENSE_DEPTH, help="output (relative to datadir)")
     p.add_argument("--depth_stat", default="median", choices=DEPTH_STATS, help="per-pixel depth statistic")
     p.add_argument("--acc_min", type=float, default=0.5, help="no depth where static opacity is below this")
     p.add_argument("--spread_max", type=float, default=0.5,
@@ -49,19 +50,22 @@ def build_parser() -> configargparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    if not a.datadir:
-        raise UserError("--datadir: the video scene is not set (give it, or --config of the video run)")
-    datadir = SceneDir(a.data_root).resolve(a.datadir)
+    datadir = SceneDir(datadir_of(a)).root
     out = SceneDir(datadir).resolve(a.depthmap_npy_path)
     opts = ExportOptions(a.depth_stat, a.acc_min, a.spread_max, consistency_tol=a.consistency_tol,
                          min_consistent=a.min_consistent, allow_inconsistent=bool(a.allow_inconsistent))
-    dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample_train,
-                              bool(a.overwrite), pick_device(a.device), opts)
+    dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample,
+                              bool(a.overwrite), pick_device(a.device), opts, tuple(a.exclude_cams))
     report_held_out(a.ckpt)
     h, w = dense.hw
     print(f"wrote {out}: {len(dense.cam_names)} cameras ({', '.join(dense.cam_names)}) {w}x{h}, depth on "
           f"{100 * dense.mask.mean():.0f}% of pixels")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

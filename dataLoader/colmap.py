@@ -1,4 +1,4 @@
-"""pycolmap wrappers: run SfM, read and write a model, match images to cameras by name (SPEC §2, §5.2).
+"""pycolmap wrappers: run SfM, read and write a model, match images to cameras by name.
 
 The model's 3D points (camera z, bounds, the sparse depth table) are in :mod:`dataLoader.colmap_points`.
 
@@ -23,7 +23,7 @@ import contextlib
 import logging
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +106,7 @@ class ImageGroup:
     focal_prior: float | None = None
 
 
-def _stage_images(groups: Sequence[ImageGroup], image_dir: Path) -> None:
+def stage_images(groups: Sequence[ImageGroup], image_dir: Path) -> None:
     """Link (or copy) every source file into ``image_dir`` under its model name."""
     for g in groups:
         for name, src in zip(g.names, g.paths, strict=True):
@@ -128,7 +128,7 @@ def _reader_options(focal_prior: float | None, hw: tuple[int, int]) -> pycolmap.
 
 
 @contextlib.contextmanager
-def _colmap_log_level() -> Iterator[None]:
+def colmap_log_level() -> Iterator[None]:
     """COLMAP's own (glog) lines: all when this module logs at DEBUG, else errors only; restored after."""
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 2
@@ -143,44 +143,85 @@ class SfmOptions:
     """single_camera: one COLMAP camera per :class:`ImageGroup` (else one per image).
     refine_focal: let bundle adjustment refine focal lengths (turn off with a trusted
     focal prior: forward-facing rigs with small baselines self-calibrate poorly).
-    seed: RANSAC / mapper seed; num_threads: -1 = all cores.
+    seed: RANSAC / first mapper seed; attempts: mapper runs with seeds seed, seed + 1, ... while images
+    are missing; num_threads: -1 = all cores.
     """
 
     single_camera: bool = True
     refine_focal: bool = True
     seed: int = 0
     num_threads: int = -1
+    attempts: int = 4
 
 
 def run_sfm(groups: Sequence[ImageGroup], workspace: Path,
             options: SfmOptions = SfmOptions()) -> pycolmap.Reconstruction:
     """SIFT extraction (CPU), exhaustive matching and incremental mapping of all images.
 
-    ``workspace`` (an empty scratch folder) receives ``images/``, ``database.db``
-    and ``sparse/``. Returns the reconstruction with the most registered images;
-    raises UserError when some images were not registered (naming them).
+    ``workspace`` (an empty scratch folder) receives ``images/``, ``database.db`` and ``sparse<seed>/``.
+    The mapper keeps every model it builds (``multiple_models``); the largest wins. While images are
+    missing, mapping is retried with the next seeds (a bad initial pair can end a reconstruction early),
+    up to ``options.attempts`` runs. Raises UserError naming the images still not registered and their
+    verified matches (why they were left out).
     """
     workspace = Path(workspace)
-    _stage_images(groups, workspace / "images")
-    with _colmap_log_level():
-        maps = _sfm_stages(groups, workspace, options)
+    stage_images(groups, workspace / "images")
     names = [n for g in groups for n in g.names]
     folders = ", ".join(sorted({str(Path(p).parent.parent) for g in groups for p in g.paths}))
-    if not maps:
-        raise UserError(f"{folders}: SfM built no model from {len(names)} images (too little "
-                        "texture or overlap?); not registered: " + ", ".join(names))
-    rec = max(maps.values(), key=lambda r: r.num_reg_images())
+    with colmap_log_level():
+        extract_and_match(groups, workspace, options)
+        rec, tried = best_of_seeds(lambda seed: _map(workspace, len(names), options, seed), options, len(names))
+    if rec is None:
+        raise UserError(f"{folders}: SfM built no model from {len(names)} images with seeds {tried} (too "
+                        "little texture or overlap?); not registered: " + ", ".join(names))
     registered = {im.name for im in rec.images.values() if im.has_pose}
     missing = [n for n in names if n not in registered]
     if missing:
-        raise UserError(f"{folders}: SfM registered {len(names) - len(missing)} of {len(names)} images; "
-                        f"not registered: {', '.join(missing)}")
+        why = verified_matches(workspace / "database.db", missing)
+        raise UserError(f"{folders}: SfM registered {len(names) - len(missing)} of {len(names)} images with "
+                        f"seeds {tried}; not registered: "
+                        + ", ".join(f"{n} ({why[n]} verified matches)" for n in missing))
     log.info("SfM: %s", rec.summary().replace("\n", " ").replace("\t", ""))
     return rec
 
 
-def _sfm_stages(groups: Sequence[ImageGroup], workspace: Path,
-                opt: SfmOptions) -> dict[int, pycolmap.Reconstruction]:
+def best_of_seeds(mapper: Callable[[int], dict], options: SfmOptions,
+                  n_images: int) -> tuple[pycolmap.Reconstruction | None, list[int]]:
+    """Run ``mapper(seed)`` (-> models by index) for seeds options.seed, +1, ... until one model registers
+    all ``n_images`` or ``options.attempts`` runs are spent; -> (largest model seen or None, seeds tried)."""
+    best, tried = None, []
+    for seed in range(options.seed, options.seed + max(1, options.attempts)):
+        tried.append(seed)
+        for rec in mapper(seed).values():
+            if best is None or rec.num_reg_images() > best.num_reg_images():
+                best = rec
+        if best is not None and best.num_reg_images() >= n_images:
+            break
+        log.info("SfM: seed %d registered %d of %d images%s", seed, 0 if best is None else best.num_reg_images(),
+                 n_images, "; retrying with the next seed" if seed + 1 < options.seed + options.attempts else "")
+    return best, tried
+
+
+def verified_matches(db_path: Path, names: Sequence[str]) -> dict[str, int]:
+    """Geometrically verified inlier matches of each named image with all others (from the database)."""
+    db = pycolmap.Database.open(db_path)
+    try:
+        ids = {im.image_id: im.name for im in db.read_all_images()}
+        counts = dict.fromkeys(ids.values(), 0)
+        pair_ids, geometries = db.read_two_view_geometries()
+        for pair_id, geom in zip(pair_ids, geometries, strict=True):
+            a, b = pycolmap.pair_id_to_image_pair(pair_id)
+            n = len(geom.inlier_matches)
+            counts[ids[a]] += n
+            counts[ids[b]] += n
+    finally:
+        db.close()
+    return {n: counts.get(n, 0) for n in names}
+
+
+def extract_and_match(groups: Sequence[ImageGroup], workspace: Path, opt: SfmOptions) -> None:
+    """SIFT features of every group's images (one camera per group when single_camera, with the group's
+    focal prior) and exhaustive, verified matching into ``workspace/database.db``."""
     image_dir, db = workspace / "images", workspace / "database.db"
     mode = pycolmap.CameraMode.SINGLE if opt.single_camera else pycolmap.CameraMode.PER_IMAGE
     extraction = pycolmap.FeatureExtractionOptions()
@@ -197,12 +238,21 @@ def _sfm_stages(groups: Sequence[ImageGroup], workspace: Path,
     matching.num_threads, verification.ransac.random_seed = opt.num_threads, opt.seed
     pycolmap.match_exhaustive(db, matching_options=matching, verification_options=verification,
                               device=pycolmap.Device.cpu)
+
+
+def mapping_options(opt: SfmOptions, seed: int) -> pycolmap.IncrementalPipelineOptions:
     mapping = pycolmap.IncrementalPipelineOptions()
-    mapping.multiple_models, mapping.random_seed, mapping.num_threads = False, opt.seed, opt.num_threads
+    mapping.multiple_models, mapping.random_seed, mapping.num_threads = True, seed, opt.num_threads
     mapping.ba_refine_focal_length = mapping.mapper.abs_pose_refine_focal_length = opt.refine_focal
-    (workspace / "sparse").mkdir(exist_ok=True)
-    with tqdm(total=n_images, desc="SfM 3/3: incremental mapping", unit="img") as bar:
-        return pycolmap.incremental_mapping(db, image_dir, workspace / "sparse", mapping,
+    return mapping
+
+
+def _map(workspace: Path, n_images: int, opt: SfmOptions, seed: int) -> dict[int, pycolmap.Reconstruction]:
+    out = workspace / f"sparse{seed}"
+    out.mkdir(exist_ok=True)
+    with tqdm(total=n_images, desc=f"SfM 3/3: incremental mapping (seed {seed})", unit="img") as bar:
+        return pycolmap.incremental_mapping(workspace / "database.db", workspace / "images", out,
+                                            mapping_options(opt, seed),
                                             initial_image_pair_callback=lambda: bar.update(2),
                                             next_image_callback=lambda: bar.update(1))
 

@@ -15,7 +15,7 @@ import torch
 
 from core.errors import UserError
 from dataLoader.depth_targets import DenseDepthTargets, DepthTargetOptions, KeypointTargets
-from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, scan_frames, target_size
+from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, target_size
 from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import pose_rays
 from dataLoader.rig_geometry import (
@@ -26,7 +26,8 @@ from dataLoader.rig_geometry import (
     min_near,
     view_spread_deg,
 )
-from dataLoader.scene_layout import SceneDir
+from dataLoader.scene_files import frames_factor, load_scene_files
+from dataLoader.scene_layout import SceneDir, check_aspect
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class DataOptions:
     scene_box: tuple[float, ...] = ()  # empty: NDC_BOX for NDC rays, the cameras' frusta when bounded
     ndc: bool | None = None  # None: forward-facing rigs get NDC rays, others bounded metric rays
     std_blur_kernel: int = 0  # 0: auto
+    exclude_cams: tuple[str, ...] = ()  # camera names whose frames and pose rows are dropped
     depth: DepthTargetOptions = DepthTargetOptions()  # depth targets gathered with the colours
 
 
@@ -86,22 +88,23 @@ class VideoDataset:
         if not datadir.is_dir():
             raise UserError(f"{datadir}: data directory not found")
         self.opts = opts
-        scene = SceneDir(datadir)
-        self.rig = scene.load_rig()
-        src = scan_frames(datadir, opts.frame_start, opts.n_frames)
-        scene.check_rig(self.rig, src.cam_names, src.hw)
+        scene = load_scene_files(datadir, opts.frame_start, opts.n_frames, opts.exclude_cams)
+        poses_path, self.rig, src = scene.poses_path, scene.rig, scene.src
+        self.excluded = scene.excluded
+        check_aspect(self.rig, src.hw, poses_path)
         self.cam_names = src.cam_names
-        small = target_size(src.hw, opts.downsample)
+        factor = frames_factor(self.rig, src.hw, opts.downsample, SceneDir(datadir).frames)
+        small = target_size(src.hw, factor)
         if min(small) < MIN_SIDE:
             raise UserError(f"--downsample_train {opts.downsample:g}: the {src.hw[1]}x{src.hw[0]} frames would be "
                             f"{small[1]}x{small[0]} pixels (at least {MIN_SIDE} per side needed)")
-        blur = opts.std_blur_kernel or auto_blur_kernel(target_size(src.hw, opts.downsample)[1])
-        self.cache = FrameCache.open(build_cache(datadir, src, opts.downsample, blur))
+        blur = opts.std_blur_kernel or auto_blur_kernel(small[1])
+        self.cache = FrameCache.open(build_cache(datadir, src, factor, blur))
         self.h, self.w = self.cache.meta["hw"]
         self.n_frames = self.cache.meta["n_frames"]
         own = self._normalization(opts, find_box=normalization is None)  # a given one brings its own box
         if normalization is not None:
-            normalization.require_same_world(own, str(scene.poses))
+            normalization.require_same_world(own, str(poses_path))
         self.normalization = normalization or own
         self.c2w = self.normalization.apply(self.rig.c2w)
         self.test_idx = self._check_test_cams(opts.test_cams)

@@ -51,10 +51,12 @@ class FrameSource:
     hw: tuple[int, int]
 
 
-def scan_frames(datadir: Path, frame_start: int = 0, n_frames: int = -1) -> FrameSource:
-    """Validate ``frames/camXX/*`` and select [frame_start, frame_start + n_frames) of every camera."""
+def scan_frames(datadir: Path, frame_start: int = 0, n_frames: int = -1,
+                exclude: tuple[str, ...] = ()) -> FrameSource:
+    """Validate ``frames/camXX/*`` and select [frame_start, frame_start + n_frames) of every camera
+    (camera folders named in ``exclude`` are skipped unread)."""
     frames = SceneDir(datadir).frames
-    cams = list_cameras(datadir)
+    cams = list_cameras(datadir, exclude)
     all_files = [image_files(c) for c in cams]
     counts = {c.name: len(f) for c, f in zip(cams, all_files)}
     if len(set(counts.values())) != 1:

@@ -168,11 +168,13 @@ def image_files(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def list_cameras(datadir: Path) -> list[Path]:
+def list_cameras(datadir: Path, exclude: tuple[str, ...] = ()) -> list[Path]:
+    """Sorted camera folders ``frames/camXX`` (hidden ones and the names in ``exclude`` skipped)."""
     frames = SceneDir(datadir).frames
     if not frames.is_dir():
         raise UserError(f"{frames}: no frames folder (run python -m tools.prepare_video on the videos first)")
-    cams = sorted(p for p in frames.iterdir() if p.is_dir() and not p.name.startswith("."))
+    cams = sorted(p for p in frames.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name not in exclude)
     if not cams:
         raise UserError(f"{frames}: no camera folders")
     return cams

@@ -40,7 +40,11 @@ def _data(p):
     g = p.add_argument_group("data")
     g.add_argument("--datadir", type=str, default="", help="scene directory (relative to data_root unless absolute)")
     g.add_argument("--data_root", type=str, default=".", help="root for relative datadir paths")
-    g.add_argument("--downsample_train", type=float, default=1.0, help="divide image size by this")
+    g.add_argument("--downsample", "--downsample_train", dest="downsample_train", type=float, default=1.0,
+                   help="train at the capture size (H, W in poses_bounds.npy) divided by this; frames already "
+                        "reduced by prepare_video.py are resized only by what remains")
+    g.add_argument("--exclude_cams", type=str, nargs="*", default=[],
+                   help="camera names (e.g. cam13) whose frames and pose rows are dropped")
     g.add_argument("--frame_start", type=int, default=0, help="first frame used")
     g.add_argument("--n_frames", type=int, default=-1, help="number of frames T (-1: all)")
     g.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out camera indices")
@@ -55,7 +59,10 @@ def _data(p):
 def _run(p):
     g = p.add_argument_group("run")
     g.add_argument("--basedir", type=str, default="log", help="runs are written to basedir/expname")
-    g.add_argument("--expname", type=str, default="", help="run name (default: the config file's stem)")
+    g.add_argument("--expname", type=str, default="",
+                   help="run name (default: the config file's stem, then _<schedule> when a schedule is named)")
+    g.add_argument("--schedule", type=str, default="",
+                   help="schedule name (T, S, M, L; set by configs/base/*.txt), appended to the default run name")
     g.add_argument("--overwrite", type=int, default=0, help="1: allow reusing an existing run dir")
     g.add_argument("--seed", type=int, default=0, help="seed for every RNG")
     g.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -194,15 +201,24 @@ def build_parser() -> configargparse.ArgumentParser:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    """Parse the command line; ``--resume 1 --ckpt X`` without ``--config`` uses X's stored config as defaults."""
-    check_config_files(sys.argv[1:] if argv is None else list(argv))
-    parser = build_parser()
-    known, _ = parser.parse_known_args(argv)
-    if known.resume and known.ckpt and not (known.config or known.base_config):
-        from engine.run_dir import checkpoint_defaults  # nothing to load unless resuming
+    """Parse the command line; ``--resume 1 --ckpt X`` without ``--config`` uses X's stored config as defaults.
+    MixVoxels' own config files are translated on the way (:mod:`engine.mixvoxels_config`: known keys
+    mapped, the others named in one warning)."""
+    from engine.mixvoxels_config import translated_argv
 
-        parser.set_defaults(**checkpoint_defaults(known.ckpt))
-    return parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check_config_files(argv)
+    with translated_argv(argv) as (args, originals):
+        parser = build_parser()
+        known, _ = parser.parse_known_args(args)
+        if known.resume and known.ckpt and not (known.config or known.base_config):
+            from engine.run_dir import checkpoint_defaults  # nothing to load unless resuming
+
+            parser.set_defaults(**checkpoint_defaults(known.ckpt))
+        cfg = parser.parse_args(args)
+    for key, path in originals.items():
+        setattr(cfg, key, path)
+    return cfg
 
 
 def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
@@ -211,6 +227,8 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     out = argparse.Namespace(**vars(cfg))
     if not out.expname:
         out.expname = Path(cfg.config).stem if cfg.config else Path(cfg.datadir.rstrip("/")).name or "run"
+        if getattr(cfg, "schedule", ""):
+            out.expname += f"_{cfg.schedule}"
     if not cfg.datadir:
         raise UserError("config: datadir is not set")
     out.datadir = str(SceneDir(cfg.data_root).resolve(cfg.datadir))

@@ -117,7 +117,7 @@ class VideoRequest:
     mode: str = "rgb"
     frames: str = ""
     fps: float = 30.0
-    downsample: float = 1.0
+    downsample: float = 0.0  # of the capture size, like every stage; 0: the size the model was trained at
     path: str = ""
     path_file: str = ""
     n_views: int = 120
@@ -165,12 +165,14 @@ def render_video(req: VideoRequest) -> str:
     """Render a training camera or a camera path of ``req.ckpt`` to an mp4 (+ PNGs); returns a summary."""
     if req.mode not in MODES:
         raise UserError(f"--mode {req.mode!r}: choose one of {', '.join(MODES)}")
-    if not req.downsample > 0:
-        raise UserError(f"--downsample must be > 0, got {req.downsample}")
+    if req.downsample < 0:
+        raise UserError(f"--downsample must be > 0 (or 0: as trained), got {req.downsample}")
     device = pick_device(req.device)
     settings = RenderSettings(resolve_precision(req.amp, device), req.render_budget_mb)
     model, norm, state = load_model(req.ckpt, device)
     cams = camera_table(state, req.ckpt)
+    trained = float(state.get("config", {}).get("downsample_train") or 1.0)
+    ds = req.downsample or trained  # of the capture size; the checkpoint's cameras are at capture / trained
     n_t = model_frames(model)
     frames = parse_frame_range(req.frames, n_t)
     h, w, focal = int(cams["hw"][0]), int(cams["hw"][1]), float(cams["focal"])
@@ -179,18 +181,18 @@ def render_video(req: VideoRequest) -> str:
         if cam_path.hw is not None:
             focal, (h, w) = focal * cam_path.hw[1] / w, cam_path.hw
         focal = cam_path.focal if cam_path.focal is not None else focal
-        h, w, focal = _scaled(h, w, focal, req.downsample)
+        h, w, focal = _scaled(h, w, focal, ds / trained)
         it = iter_path_frames(model, cam_path, h, w, focal, norm, device, progress=req.progress, settings=settings)
     else:
         if not 0 <= req.cam_num < len(cams["names"]):
             raise UserError(f"--cam_num {req.cam_num} out of range: the rig has {len(cams['names'])} cameras "
                             f"(0..{len(cams['names']) - 1})")
         name = cams["names"][req.cam_num] + _frames_suffix(frames, n_t)
-        h, w, focal = _scaled(h, w, focal, req.downsample)
+        h, w, focal = _scaled(h, w, focal, ds / trained)
         it = iter_camera_frames(model, np.asarray(cams["c2w"][req.cam_num]), h, w, focal, norm, device,
                                 list(range(*frames)), req.max_buffer_mb << 20, progress=req.progress,
                                 settings=settings)
-    name += f"_{req.mode}" + ("" if req.downsample == 1 else f"_ds{req.downsample:g}")
+    name += f"_{req.mode}" + ("" if ds == trained else f"_ds{ds:g}")
     out_dir = ensure_writable_dir(Path(req.out_dir) if req.out_dir else Path(req.ckpt).parent / "videos")
     out = out_dir / f"{name}.mp4"
     png_dir = out_dir / name if req.png else None

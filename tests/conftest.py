@@ -29,9 +29,6 @@ TINY_TRAIN = [
     "--progress_refresh_rate", "1",
 ]
 
-# Environment for ``python -m tools.NAME`` / ``python -m bench.NAME`` from any working directory.
-TOOL_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -77,3 +74,10 @@ def make_cfg(tiny_scene, tmp_path_factory):
         return tiny_config(tiny_scene, basedir, expname, **kw)
 
     return _make
+
+
+def script_env() -> dict[str, str]:
+    """Environment for running a stage script in a subprocess from a checkout that is not pip-installed:
+    the repository root on PYTHONPATH (``pip install -e .`` makes this unnecessary)."""
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}

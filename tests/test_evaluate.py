@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TOOL_ENV
+from conftest import script_env
 
 from dataLoader.dataset import VideoDataset
 from engine.checkpoint import load_model
@@ -110,7 +110,7 @@ def test_tools_evaluate_cli_updates_the_run(run_dir, tmp_path):
     (run / "metrics.json").unlink()
     proc = subprocess.run([sys.executable, "-m", "tools.evaluate", "--ckpt", str(run / "ckpt.pt"),
                            "--device", "cpu", "--picture_frames", "1"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300, env=TOOL_ENV)
+                          text=True, timeout=300, env=script_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("evaluated cam00: PSNR")
     m = metrics_of(run)
@@ -121,7 +121,7 @@ def test_tools_evaluate_cli_updates_the_run(run_dir, tmp_path):
 def test_tools_evaluate_bad_checkpoint(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     proc = subprocess.run([sys.executable, "-m", "tools.evaluate", "--ckpt", str(tmp_path / "junk.pt")],
-                          capture_output=True, text=True, timeout=120, env=TOOL_ENV)
+                          capture_output=True, text=True, timeout=120, env=script_env())
     assert proc.returncode == 2
     assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1
 

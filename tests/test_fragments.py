@@ -21,7 +21,7 @@ from engine.train.fragments import (
     train_fragments,
 )
 from engine.workflow import VideoRequest
-from tests.conftest import TINY_TRAIN
+from tests.conftest import TINY_TRAIN, script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_parse_devices():
 def test_fragment_range_past_the_end_is_one_line_from_the_script(tiny_scene, tmp_path):
     out = subprocess.run([sys.executable, "-m", "tools.train_fragments", "--fragment_len", "2",
                           "--datadir", str(tiny_scene), "--basedir", str(tmp_path), "--frame_start", "2",
-                          "--n_frames", "5"], capture_output=True, text=True, cwd=ROOT)
+                          "--n_frames", "5"], capture_output=True, text=True, env=script_env())
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (f"error: {tiny_scene / 'frames'}: frame range [2, 7) is past the "
                                                    f"video's end (4 frames)")

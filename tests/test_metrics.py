@@ -204,3 +204,22 @@ def test_plots_write_pngs(tmp_path):
     for name in ("curves.png", "c2.png", "pf.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+# ----------------------------------------------------------------------------- SSIM as MixVoxels reported it
+def test_mixvoxels_ssim_matches_scikit_image_old_defaults():
+    """MixVoxels' tables: skimage SSIM with its old float defaults (7x7 uniform window, sample covariance,
+    data range 2); the toolkit's Gaussian SSIM (data range 1) is a different number on the same pair."""
+    from skimage.metrics import structural_similarity
+
+    from engine.evaluation.metrics_mixvoxels import ssim_mixvoxels
+
+    rng = _rng()
+    yy, xx = np.mgrid[0:20, 0:26] / 26.0
+    gt = np.stack([xx, yy, 0.5 * (xx + yy)], axis=-1)  # smooth, like a photo: the data range matters
+    pred = np.clip(gt + 0.05 * rng.standard_normal(gt.shape), 0, 1)
+    ref = structural_similarity(gt, pred, channel_axis=-1, data_range=2.0, win_size=7, gaussian_weights=False,
+                                use_sample_covariance=True)
+    assert ssim_mixvoxels(pred, gt) == pytest.approx(ref, abs=1e-9)
+    assert abs(ssim_mixvoxels(pred, gt) - metrics.ssim(pred, gt)) > 0.01
+    assert ssim_mixvoxels(gt, gt) == pytest.approx(1.0, abs=1e-12)

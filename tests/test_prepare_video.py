@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TOOL_ENV
+from conftest import script_env
 
 from core.errors import UserError
 from dataLoader.atomic_io import write_png, write_video
@@ -44,7 +44,7 @@ def _make_videos(folder: Path, counts=(T, T)) -> list[Path]:
 
 def _run_script(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tools.prepare_video", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, env=TOOL_ENV)
+                          capture_output=True, text=True, timeout=120, env=script_env())
 
 
 def test_png_round_trip_keeps_rgb_order(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TOOL_ENV
+from conftest import script_env
 
 from core.errors import UserError
 from dataLoader.depth_files import load_sparse_depth, save_depth_table
@@ -177,7 +177,7 @@ def test_script_writes_a_scene_with_videos(tmp_path):
     out = tmp_path / "scene"
     args = [out, "--n_cams", 2, "--n_frames", 2, "--width", 24, "--height", 16, "--n_static_views", 1]
     done = subprocess.run([sys.executable, "-m", "tools.make_synthetic_scene", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, env=TOOL_ENV)
+                          capture_output=True, text=True, timeout=120, env=script_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("\n") == 1 and str(out) in done.stdout
     frames = np.stack(list(read_video(out / "videos" / "cam01.mp4")))
@@ -185,7 +185,7 @@ def test_script_writes_a_scene_with_videos(tmp_path):
     pngs = np.stack([read_png(SceneDir(out).frames / "cam01" / f"{t:04d}.png") for t in range(2)])
     assert np.abs(frames.astype(int) - pngs).mean() < 8  # yuv420p chroma subsampling at 24x16
     again = subprocess.run([sys.executable, "-m", "tools.make_synthetic_scene", str(out)],
-                           capture_output=True, text=True, timeout=120, env=TOOL_ENV)
+                           capture_output=True, text=True, timeout=120, env=script_env())
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
 

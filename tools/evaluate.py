@@ -31,5 +31,10 @@ def main() -> None:
                               args.render_budget_mb))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

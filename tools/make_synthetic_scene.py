@@ -15,13 +15,14 @@ import time
 import configargparse
 
 from engine.cli import run_main
+from engine.stage_args import add_datadir, datadir_of
 from synthetic.scene import RIGS, TEXTURES, write_scene
 
 
 def build_parser() -> configargparse.ArgumentParser:
     p = configargparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", is_config_file=True, help="optional key = value config file")
-    p.add_argument("out_dir", help="scene directory to create")
+    add_datadir(p, help="scene directory to create")
     p.add_argument("--rig", default="forward", choices=sorted(RIGS), help="camera rig layout")
     p.add_argument("--n_cams", type=int, default=7, help="video cameras (cam00 = rig centre, test camera)")
     p.add_argument("--n_frames", type=int, default=20, help="frames per video")
@@ -43,6 +44,7 @@ def build_parser() -> configargparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
+    a.out_dir = datadir_of(a)
     start = time.perf_counter()
     meta = write_scene(a.out_dir, seed=a.seed, n_cams=a.n_cams, n_frames=a.n_frames, width=a.width,
                        height=a.height, rig=a.rig, rig_spread=a.rig_spread, n_static_views=a.n_static_views,
@@ -54,5 +56,10 @@ def main(argv: list[str] | None = None) -> None:
           f"gt depth, to {a.out_dir} in {time.perf_counter() - start:.1f} s")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,9 +1,11 @@
 """Print a run's test metrics and where its outputs are (used by ``make demo``)."""
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
+
+from engine.cli import run_main
 
 
 def optional_line(optional: dict) -> str:
@@ -13,13 +15,19 @@ def optional_line(optional: dict) -> str:
     return ", ".join(parts)
 
 
-def main() -> None:
-    run = Path(sys.argv[1])
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", help="run directory (log/<expname>) holding metrics.json")
+    run = Path(p.parse_args(argv).run)
+    if not (run / "metrics.json").is_file():
+        p.exit(2, f"error: {run / 'metrics.json'}: not found (train or run tools/evaluate.py first)\n")
     metrics = json.loads((run / "metrics.json").read_text())
     print(f"\nrun: {run}  ({metrics.get('iterations', '?')} iterations, {metrics.get('train_time_s', 0):.0f} s)")
     for cam, m in metrics.get("test", {}).items():
         line = f"  {cam}: PSNR {m['psnr']:.2f} dB (per-frame mean {m['psnr_per_frame_mean']:.2f}), " \
                f"SSIM {m['ssim']:.4f} (data range {m['ssim_data_range']})"
+        if "ssim_mixvoxels" in m:
+            line += f", SSIM as MixVoxels {m['ssim_mixvoxels']:.4f} (DSSIM {m['dssim_mixvoxels']:.4f})"
         if m.get("depth", {}).get("abs_rel") is not None:
             line += f", depth AbsRel {m['depth']['abs_rel']:.4f}"
         if m.get("optional"):
@@ -33,5 +41,10 @@ def main() -> None:
         print(f"  video: {video}")
 
 
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
+    run_main(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

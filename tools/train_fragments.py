@@ -24,5 +24,10 @@ def main() -> None:
     print(train_fragments(train_argv, args.fragment_len, parse_devices(args.gpus)))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (see pyproject.toml)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

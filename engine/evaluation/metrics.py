@@ -1,4 +1,4 @@
-"""Image, video and depth metrics computed on raw float renders (SPEC §7).
+"""Image, video and depth metrics computed on raw float renders.
 
 Shape letters: T frames, H/W pixels. Colour inputs are float in [0, 1] (torch tensors or numpy
 arrays; uint8 is accepted and divided by 255). Every metric uses a data range of 1.0.
@@ -215,7 +215,8 @@ def depth_metrics(pred, gt, mask=None) -> dict:
 
 
 # ----------------------------------------------------------------------------- optional metrics
-LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"  # torchvision AlexNet weights used by lpips(net="alex")
+# torchvision backbone weights lpips loads from the torch hub cache (TORCH_HOME/hub/checkpoints)
+LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 
 
 def _float_frames(x, start: int, stop: int) -> np.ndarray:
@@ -224,23 +225,32 @@ def _float_frames(x, start: int, stop: int) -> np.ndarray:
     return _as_tensor(x[start:stop]).cpu().float().numpy()
 
 
-def _lpips(pred, gt, fps: float) -> dict:
-    import lpips  # optional dependency
-
-    lin = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
-    backbone = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILE
+def _lpips_net(lpips, net: str, pred, gt) -> dict:
+    """Mean LPIPS over frames with one backbone, or unavailable when its weights are not on disk."""
+    lin = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    backbone = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[net]
     missing = [str(f) for f in (lin, backbone) if not f.is_file()]
     if missing:
-        return unavailable(f"LPIPS weights not present locally (no download attempted): {missing}")
+        return unavailable(f"LPIPS-{net} weights not present locally (no download attempted): {missing}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
+    model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
     vals = []
     with torch.no_grad():
         for s in range(0, pred.shape[0], FRAME_CHUNK):
             p = torch.as_tensor(_float_frames(pred, s, s + FRAME_CHUNK), device=device).permute(0, 3, 1, 2)
             g = torch.as_tensor(_float_frames(gt, s, s + FRAME_CHUNK), device=device).permute(0, 3, 1, 2)
             vals.append(model(p, g, normalize=True).flatten().double().cpu())
-    return {"available": True, "value": float(torch.cat(vals).mean()), "net": "alex"}
+    return {"available": True, "value": float(torch.cat(vals).mean())}
+
+
+def _lpips(pred, gt, fps: float) -> dict:
+    """LPIPS-Alex as the value (the one MixVoxels' tables report) and LPIPS-VGG beside it."""
+    import lpips  # optional dependency (needs a torchvision matching the installed torch)
+
+    alex = _lpips_net(lpips, "alex", pred, gt)
+    if not alex["available"]:
+        return alex
+    return {"available": True, "value": alex["value"], "net": "alex", "vgg": _lpips_net(lpips, "vgg", pred, gt)}
 
 
 def _flip(pred, gt, fps: float) -> dict:

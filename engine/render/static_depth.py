@@ -35,6 +35,7 @@ from dataLoader.frame_cache import auto_blur_kernel, build_cache, scan_frames, t
 from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import pose_rays
 from dataLoader.rig_geometry import mean_view_dir, view_angles_deg, view_spread_deg
+from dataLoader.scene_files import frames_factor, load_scene_files, training_hw
 from dataLoader.scene_layout import SceneDir
 from engine.checkpoint import load_model
 from engine.depth_consistency import consistency
@@ -60,13 +61,14 @@ class StaticCapture:
 def prepare_static_capture(datadir: str | Path, downsample: float = 1.0) -> StaticCapture:
     """Validate a static capture and build its T = 1 training cache inside ``datadir``."""
     datadir = Path(datadir)
-    names, hw, _ = SceneDir(datadir).validate_static_capture()
+    names, hw, rig = SceneDir(datadir).validate_static_capture()
     if downsample <= 0:
         raise UserError(f"--downsample must be positive, got {downsample}")
     src = scan_frames(datadir)
-    cache_hw = target_size(src.hw, float(downsample))
+    factor = frames_factor(rig, src.hw, float(downsample), datadir / "frames")
+    cache_hw = target_size(src.hw, factor)
     # the cache train.py --datadir D --static_only 1 opens: the same key (same files, size and blur)
-    cache_dir = build_cache(datadir, src, float(downsample), auto_blur_kernel(cache_hw[1]))
+    cache_dir = build_cache(datadir, src, factor, auto_blur_kernel(cache_hw[1]))
     return StaticCapture(datadir, tuple(names), hw, cache_hw, cache_dir)
 
 
@@ -196,22 +198,21 @@ def render_depth_maps(model, norm: SceneNormalization, rig: CameraRig, cam_names
 
 def export_depth_file(ckpt: str | Path, datadir: str | Path, out: Path, cam_list: list[int] | None = None,
                       test_cams=(0,), downsample: float = 1.0, overwrite: bool = False, device="cpu",
-                      opts: ExportOptions = ExportOptions()) -> DenseDepth:
+                      opts: ExportOptions = ExportOptions(), exclude_cams: tuple[str, ...] = ()) -> DenseDepth:
     """Render the static checkpoint's depth at the video scene's cameras and write ``out`` atomically.
 
     cam_list: rows of the scene's ``poses_bounds.npy`` (default: every camera not in ``test_cams``).
-    Maps are rendered at the video dataset's training size (its frames divided by ``downsample``).
+    Maps are rendered at the video dataset's training size (the capture size divided by ``downsample``);
+    cameras named in ``exclude_cams`` are dropped first, as training drops them.
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists; pass --overwrite 1 to replace it")
     model, norm, state = load_static_model(ckpt, device)
     datadir = Path(datadir)
-    scene = SceneDir(datadir)
-    poses = scene.poses
-    rig = scene.load_rig()
-    src = scan_frames(datadir)
-    scene.check_rig(rig, src.cam_names)
+    poses = SceneDir(datadir).poses
+    scene = load_scene_files(datadir, exclude=tuple(exclude_cams))
+    rig, src = scene.rig, scene.src
     n = len(src.cam_names)
     cams = [k for k in range(n) if k not in set(test_cams)] if cam_list is None else list(cam_list)
     bad = [k for k in cams if not 0 <= k < n]
@@ -219,7 +220,7 @@ def export_depth_file(ckpt: str | Path, datadir: str | Path, out: Path, cam_list
         raise UserError(f"camera list {cams} is invalid for {poses} ({n} cameras, indices 0..{n - 1})")
     check_rig_in_static_world(rig.c2w[cams], [src.cam_names[k] for k in cams], norm,
                               np.asarray(state["extra"]["cameras"]["c2w"]), str(poses))
-    dense = render_depth_maps(model, norm, rig, src.cam_names, sorted(cams), target_size(src.hw, downsample),
+    dense = render_depth_maps(model, norm, rig, src.cam_names, sorted(cams), training_hw(rig, downsample),
                               device, opts, source=f"{ckpt} at {poses}")
     dense = filter_consistent(dense, rig.hwf[2] * dense.hw[1] / rig.hwf[1], opts, str(ckpt))
     save_dense_depth(out, dense)

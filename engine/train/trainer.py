@@ -31,6 +31,7 @@ from engine import option_groups, options
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.precision import device_name, resolve_precision
 from engine.run_dir import lock_run_dir, run_dir_for
+from engine.startup import startup_line
 from engine.train import setup
 from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale, upsample_reset_factor
 from engine.train.signals import StopRequest, TrainingInterrupted, check_finite_loss
@@ -77,6 +78,7 @@ class Trainer:
         self.rebuild_optimizer()
         if state:
             self._restore(state)
+        log.info(startup_line(cfg, self.device, self.data, self.model))
 
     # ------------------------------------------------------------------ state
     def _load_resume_state(self) -> dict:
