@@ -96,6 +96,7 @@ def data_options(cfg: argparse.Namespace, with_depth: bool = False) -> DataOptio
         datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
         n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
         ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel,
+        exclude_cams=tuple(getattr(cfg, "exclude_cams", ())),
         depth=depth_target_options(cfg) if with_depth else DepthTargetOptions())
 
 

@@ -276,17 +276,3 @@ def save_config(cfg: argparse.Namespace, path: Path) -> None:
             val = "[" + ", ".join(str(v) for v in val) + "]"
         lines.append(f"{key} = {val}")
     write_text(path, "\n".join(lines) + "\n")
-
-
-def add_keys(p: configargparse.ArgumentParser, keys: tuple[str, ...], aliases: dict | None = None) -> None:
-    """Declare some of the training config's keys on another script's parser (same flag, type, default, help).
-
-    aliases: extra flags per key, e.g. ``{"downsample_train": ["--downsample"]}``.
-    """
-    src = {a.dest: a for a in build_parser()._actions}
-    for key in keys:
-        a = src[key]
-        kw = {"type": a.type, "default": a.default, "help": a.help, "choices": a.choices}
-        if a.nargs is not None:
-            kw["nargs"] = a.nargs
-        p.add_argument(*a.option_strings, *(aliases or {}).get(key, ()), dest=key, **kw)
