@@ -17,6 +17,8 @@ e.g. N3DV's, stay as they are), written to ``DATADIR/sparse/0`` (or ``--sparse_d
 - ``cam_names [K] str``, ``hw [2] int32`` (H, W), ``focal`` (scalar, px).
 At another resolution H' x W' multiply x, y and focal by W'/W. Keypoints come from one
 instant (the frame SfM ran on): moving content is the consumer's to mask.
+Beside the table, one preview PNG per camera (``colmap_depth_<cam>.png``): its keypoints coloured
+by depth (world-unit colour bar) over the camera's first image.
 
 Cameras are matched to rows by name: ``poses_bounds_cams.txt`` (written by
 imgs2poses.py) or, without it, the scene's camera listing (frames/camXX or
@@ -42,6 +44,7 @@ from dataLoader.poses import cams_file, load_poses_bounds
 from dataLoader.scene_files import load_scene_files
 from dataLoader.scene_layout import SceneDir
 from engine.cli import refuse_existing, run_main
+from engine.depth_previews import preview_pattern, save_keypoint_previews
 from engine.stage_args import add_datadir, datadir_of, parse_with_config
 
 
@@ -112,9 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(table["depth"]) == 0:
         raise UserError(f"{sparse}: no 3D point lies inside the [near, far] bounds of {poses}")
     save_depth_table(out, table)
+    save_keypoint_previews(out, table, names, (int(rig.hwf[0]), int(rig.hwf[1])), datadir)
     counts = np.bincount(table["cam_index"], minlength=len(names))
     per_cam = ", ".join(f"{n}: {c}" for n, c in zip(names, counts, strict=True))
-    print(f"colmap2depth: wrote {out} ({len(table['depth'])} keypoints; {per_cam})")
+    print(f"colmap2depth: wrote {out} ({len(table['depth'])} keypoints; {per_cam}); previews {preview_pattern(out)}")
 
 
 def cli() -> None:

@@ -8,7 +8,8 @@ per camera the fraction kept and the consistency error are printed, only agreein
 and inconsistent depth is refused unless ``--allow_inconsistent 1``. The static run's held-out
 views' PSNR (train it with ``--test_cams``) is printed too.
 Output (``dataLoader.depth_files``): depth [K, H, W] float32 world-unit camera z, mask [K, H, W]
-bool, weight [K, H, W] (static opacity), cam_names, hw, world c2w, the normalization.
+bool, weight [K, H, W] (static opacity), cam_names, hw, world c2w, the normalization; beside it one
+preview PNG per camera (``all_depth_<cam>.png``: depth with a world-unit colour bar | mask).
 ``--config`` may be the dynamic run's config: datadir, data_root, downsample, exclude_cams, test_cams
 and depthmap_npy_path are read from it; its other keys are ignored.
 """
@@ -18,6 +19,7 @@ import configargparse
 
 from dataLoader.scene_layout import DENSE_DEPTH, SceneDir
 from engine.cli import run_main
+from engine.depth_previews import preview_pattern, save_dense_previews
 from engine.render.static_depth import DEPTH_STATS, ExportOptions, export_depth_file, report_held_out
 from engine.stage_args import add_datadir, add_downsample, datadir_of
 from engine.train.setup import pick_device
@@ -57,9 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample,
                               bool(a.overwrite), pick_device(a.device), opts, tuple(a.exclude_cams))
     report_held_out(a.ckpt)
+    save_dense_previews(out, dense.depth, dense.mask, dense.cam_names)
     h, w = dense.hw
     print(f"wrote {out}: {len(dense.cam_names)} cameras ({', '.join(dense.cam_names)}) {w}x{h}, depth on "
-          f"{100 * dense.mask.mean():.0f}% of pixels")
+          f"{100 * dense.mask.mean():.0f}% of pixels; previews {preview_pattern(out)}")
 
 
 def cli() -> None:

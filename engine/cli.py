@@ -1,7 +1,8 @@
 """Command-line plumbing shared by every stage script.
 
-``run_main(main)`` sets up logging and turns a :class:`UserError` into one line on
-stderr (``error: ...``, newlines folded) and exit code 2 (no traceback); Ctrl-C exits with 130.
+``run_main(main)`` sets up logging (routed through tqdm, so a log line never lands on a progress
+bar) and turns a :class:`UserError` into one line on stderr (``error: ...``, newlines folded) and
+exit code 2 (no traceback); Ctrl-C exits with 130.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.errors import UserError
 
@@ -33,7 +36,8 @@ def run_main(main: Callable[[], object]) -> None:
     """Run a script's ``main``; user errors end with one line and exit code 2."""
     setup_logging()
     try:
-        main()
+        with logging_redirect_tqdm():
+            main()
         return
     except UserError as exc:
         message, code = f"error: {' '.join(str(exc).split())}", 2

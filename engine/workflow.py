@@ -31,6 +31,7 @@ from engine.render.frames import (
     model_frames,
     write_render_video,
 )
+from engine.run_info import data_record, run_record
 from engine.train.setup import environment, pick_device
 from engine.train.signals import TrainingInterrupted
 
@@ -55,7 +56,8 @@ def finish_training(trainer, ckpt: Path) -> str:
 def _finish_training(trainer, ckpt: Path) -> str:
     run_dir, cfg = trainer.run_dir, trainer.cfg
     info = {"iterations": trainer.step, "train_time_s": trainer.elapsed, "environment": trainer.environment,
-            "grid_resolution": trainer.model.resolution, "ckpt": str(ckpt), "test": {}}
+            "grid_resolution": trainer.model.resolution, "ckpt": str(ckpt), "test": {},
+            "run": run_record(vars(cfg), str(trainer.device), trainer.environment), "data": data_record(trainer.data)}
     if cfg.render_test and trainer.data.test_idx:
         metrics = evaluate_run(trainer.model.eval(), trainer.data, trainer.device, run_dir, trainer.history,
                                cfg.n_test_images, info=info, merge=False,
@@ -199,7 +201,8 @@ def render_video(req: VideoRequest) -> str:
     refuse_existing([out, png_dir], req.overwrite)
     with atomic_dir(png_dir, overwrite=True) if png_dir else contextlib.nullcontext() as png_tmp:
         n = write_render_video(it, out, req.mode, req.fps, png_tmp)
-    return f"wrote {n} frames ({w}x{h}, {req.mode}) to {out}" + (f" and PNGs to {png_dir}/" if png_dir else "")
+    width = 2 * w if req.mode == "rgbd" else w  # rgbd: colour and depth side by side
+    return f"wrote {n} frames ({width}x{h}, {req.mode}) to {out}" + (f" and PNGs to {png_dir}/" if png_dir else "")
 
 
 # ------------------------------------------------------------------ tools/evaluate.py
@@ -218,7 +221,10 @@ def evaluate_checkpoint(ckpt: str, device: str = "auto", datadir: str = "", n_im
     data = VideoDataset(data_options(cfg), normalization=norm)
     if not data.test_idx:
         raise UserError(f"{ckpt}: the run holds out no test camera (test_cams is empty)")
-    info = {"ckpt": str(ckpt), "evaluated_iteration": int(state["step"]), "evaluation_environment": environment()}
+    info = {"ckpt": str(ckpt), "evaluated_iteration": int(state["step"]), "evaluation_environment": environment(),
+            "run": run_record(state["config"], state["config"].get("device", "auto"),
+                              state["extra"].get("environment", {})),
+            "data": data_record(data)}  # the data these test metrics were computed on
     metrics = evaluate_run(model, data, dev, run_dir, state["extra"].get("history"), n_images, picture_frames,
                            info=info, settings=settings)
     return f"evaluated {test_summary(metrics['test'])} -> {run_dir / 'metrics.json'}, {run_dir / 'report.html'}"

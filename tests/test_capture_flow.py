@@ -22,6 +22,7 @@ import static_model2depth
 from bench.sfm_accuracy import SMALLEST_RELIABLE
 from dataLoader.depth_files import load_dense_depth
 from dataLoader.scene_layout import SceneDir
+from dataLoader.video_io import read_png
 from synthetic.scene import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,8 @@ def test_photos_only_capture_to_depth_supervised_training(tmp_path):
     static_model2depth.main(["--ckpt", str(runs / "static" / "ckpt.pt"), "--datadir", str(video)])
     dense = load_dense_depth(SceneDir(video).dense_depth)
     assert list(dense.cam_names) == ["cam01", "cam02", "cam03", "cam04"]  # every training camera
+    for cam in dense.cam_names:  # a labelled preview (map | mask) per camera beside the file
+        assert read_png(video / "depth" / f"all_depth_{cam}.png").shape[2] == 3
     ratios, errors = [], []
     for k, cam in enumerate(dense.cam_names):
         gt = np.load(SceneDir(truth).gt_depth(cam))[0]

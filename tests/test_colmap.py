@@ -22,6 +22,7 @@ from dataLoader import colmap
 from dataLoader.depth_files import load_sparse_depth
 from dataLoader.poses import cams_file, load_poses_bounds
 from dataLoader.scene_layout import SceneDir
+from dataLoader.video_io import read_png
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/data/n3dv_flame_steak_5cam"
@@ -231,6 +232,8 @@ def test_colmap2depth_agrees_with_hand_projection(posed: Path):
     np.testing.assert_allclose(t["weight"], expected_w, rtol=1e-5)
     sparse = load_sparse_depth(SceneDir(posed).sparse_depth)  # the training side's reader accepts it
     assert sparse.cam_names == NUMERIC_ORDER and sparse.hw == (2020, 2694) and len(sparse.depth) == len(t["depth"])
+    for name in NUMERIC_ORDER:  # one keypoint preview per camera beside the table
+        assert read_png(posed / f"colmap_depth_{name}.png").shape[2] == 3
 
 
 @needs_fixture

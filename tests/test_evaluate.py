@@ -126,6 +126,32 @@ def test_tools_evaluate_bad_checkpoint(tmp_path):
     assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1
 
 
+def test_report_says_what_ran(run_dir, tiny_scene):
+    """Config (collapsed), data directory and frame range, depth source, device, commit; the video is embedded."""
+    m = metrics_of(run_dir)
+    assert m["data"]["datadir"] == str(tiny_scene.resolve()) and m["data"]["frame_range"] == f"0:{T}"
+    assert m["run"]["depth"] == {"source": "none"} and m["run"]["device"] == "cpu"
+    assert m["run"]["config"]["n_iters"] == 6
+    page = (run_dir / "report.html").read_text()
+    assert "<details><summary>resolved config" in page and "n_iters = 6" in page
+    assert str(tiny_scene.resolve()) in page and f"0:{T} ({T} frames)" in page
+    assert "depth supervision</th><td class='l'>none (colour only)" in page
+    assert m["run"]["toolkit_commit"] in page
+    assert '<video controls loop muted preload="metadata" src="test/cam00_rgb.mp4">' in page
+    assert "no ground-truth depth" not in page  # the tiny scene has gt_depth/
+
+
+def test_evaluate_on_other_data_records_it(run_dir, tiny_scene, scene_copy, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    evaluate_checkpoint(str(run / "ckpt.pt"), device="cpu", datadir=str(scene_copy))
+    m = metrics_of(run)
+    assert m["data"]["datadir"] == str(scene_copy.resolve()) and m["data"]["test_cameras"] == ["cam00"]
+    assert Path(m["run"]["config"]["datadir"]).resolve() == tiny_scene.resolve()  # what it was trained on
+    page = (run / "report.html").read_text()
+    assert str(scene_copy.resolve()) in page and "trained on" in page
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

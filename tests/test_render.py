@@ -129,6 +129,7 @@ def test_script_runs_standalone_with_default_output(ckpt):
     assert proc.returncode == 0, proc.stderr
     video = ckpt.parent / "videos" / "cam03_rgbd.mp4"
     assert proc.stdout.strip().endswith(f"{video}") and read_video(video).shape == (T, H, 2 * W, 3)
+    assert f"({2 * W}x{H}, rgbd)" in proc.stdout  # the summary names the side-by-side size
 
 
 # ---------------------------------------------------------------------- bad input

@@ -1,9 +1,10 @@
 """Evaluation pictures and the static ``report.html`` of a run (no server, relative links only).
 
-Pictures per test camera (under RUN/test/): ``<cam>_frameNNNN.png`` = render | ground truth |
-error heat map (mean |error| over RGB, black 0 .. bright ``ERROR_VMAX``), ``<cam>_depthNNNN.png``
-= rendered depth | ground-truth depth (when available) colourised with one shared disparity range,
-``<cam>_static.png``, ``<cam>_rgb.mp4`` (the raw test render, for viewing only).
+Pictures per test camera (under RUN/test/), labelled panels (:mod:`engine.panels`):
+``<cam>_frameNNNN.png`` = render | ground truth | error heat map (mean |error| over RGB, colour bar
+0 .. ``ERROR_VMAX``), ``<cam>_depthNNNN.png`` = rendered depth | ground-truth depth (only when the
+scene has it) with one colour range and a colour bar in world units, ``<cam>_static.png``,
+``<cam>_rgb.mp4`` (the raw test render, for viewing only; embedded in the report).
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import numpy as np
 
 from dataLoader.atomic_io import write_text, write_video
 from dataLoader.video_io import to_uint8
-from engine.evaluation.visualize import colorize_depth, error_heatmap, save_png
-from engine.render.frames import disparity_range
+from engine.evaluation.visualize import save_png
+from engine.panels import depth_panel, frame_panel
+from engine.run_info import run_section_html
 
 ERROR_VMAX = 0.25  # mean absolute RGB error mapped to the brightest heat-map colour
 
@@ -48,14 +50,9 @@ def save_camera_pictures(out_dir: Path, cam: str, ev: CameraEvaluation) -> dict:
     {"frames": [...], "depth": [...], "static": ..., "video": ...} with file names relative to out_dir."""
     files: dict = {"frames": [], "depth": []}
     for t, (rgb, depth) in sorted(ev.pictures.items()):
-        panel = np.concatenate([to_uint8(rgb), ev.gt[t], error_heatmap(rgb, ev.gt[t] / 255.0, vmax=ERROR_VMAX)], axis=1)
-        save_png(out_dir / f"{cam}_frame{t:04d}.png", panel)
-        ref = ev.gt_depth[t] if ev.gt_depth is not None else depth
-        lo, hi = disparity_range(ref) or (None, None)
-        tiles = [colorize_depth(depth, vmin=lo, vmax=hi, inverse=True)]
-        if ev.gt_depth is not None:
-            tiles.append(colorize_depth(ev.gt_depth[t], vmin=lo, vmax=hi, inverse=True))
-        save_png(out_dir / f"{cam}_depth{t:04d}.png", np.concatenate(tiles, axis=1))
+        save_png(out_dir / f"{cam}_frame{t:04d}.png", frame_panel(rgb, ev.gt[t] / 255.0, ERROR_VMAX))
+        save_png(out_dir / f"{cam}_depth{t:04d}.png",
+                 depth_panel(depth, ev.gt_depth[t] if ev.gt_depth is not None else None))
         files["frames"].append(f"{cam}_frame{t:04d}.png")
         files["depth"].append(f"{cam}_depth{t:04d}.png")
     save_png(out_dir / f"{cam}_static.png", to_uint8(ev.static_rgb))
@@ -116,13 +113,19 @@ def _img(src: str, caption: str) -> str:
 def _camera_section(cam: str, m: dict) -> str:
     f = m.get("files", {})
     parts = [f"<h3>{html.escape(cam)}</h3>"]
+    has_gt = (m.get("depth") or {}).get("available", True)
+    for frame, depth in zip(f.get("frames", []), f.get("depth", [])):
+        parts.append("<div>" + _img(frame, f"{Path(frame).stem}: render | ground truth | mean |RGB error| "
+                                           f"(0..{ERROR_VMAX})")
+                     + _img(depth, f"{Path(depth).stem}: rendered depth"
+                                   + (" | ground-truth depth" if has_gt else " (the scene has no ground-truth depth)")
+                                   + ", colour bar in world units") + "</div>")
     if f.get("psnr_plot"):
         parts.append(_img(f["psnr_plot"], "per-frame PSNR"))
-    for frame, depth in zip(f.get("frames", []), f.get("depth", [])):
-        parts.append("<div>" + _img(frame, f"{Path(frame).stem}: render | ground truth | |error| "
-                                           f"(0..{ERROR_VMAX})")
-                     + _img(depth, f"{Path(depth).stem}: rendered depth | ground-truth depth "
-                                   "(disparity colours, one range)") + "</div>")
+    if f.get("video"):
+        src = html.escape(f["video"])
+        parts.append(f'<figure class="video"><video controls loop muted preload="metadata" src="{src}"></video>'
+                     f"<figcaption>test video (render)</figcaption></figure>")
     links = [f'<a href="{html.escape(f[k])}">{k}</a>' for k in ("per_frame_csv", "video", "static") if k in f]
     parts.append("<p>" + " &middot; ".join(links) + "</p>")
     unavailable = {n: r.get("reason") for n, r in m.get("optional", {}).items() if not r.get("available", True)}
@@ -135,7 +138,8 @@ def _camera_section(cam: str, m: dict) -> str:
 CSS = """body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}.na{color:#a00}
 figure{display:inline-block;margin:4px;vertical-align:top;width:48%}img{width:100%;image-rendering:pixelated}
-figcaption{font-size:80%;color:#444}"""
+figcaption{font-size:80%;color:#444}video{width:100%;image-rendering:pixelated}
+.what th{text-align:left}.l{text-align:left;font-family:monospace}pre{font-size:80%;background:#f6f6f6;padding:6px}"""
 
 
 def report_html(run_dir: Path, metrics: dict) -> str:
@@ -144,7 +148,7 @@ def report_html(run_dir: Path, metrics: dict) -> str:
     head = [f"<h1>Run {html.escape(Path(run_dir).resolve().name)}</h1>",
             f"<p>iterations: {metrics.get('iterations', '?')}, training time: "
             f"{fmt_metric(metrics.get('train_time_s'), 0)} s, checkpoint: {html.escape(str(metrics.get('ckpt', '')))}"
-            "</p>"]
+            "</p>", run_section_html(metrics)]
     rows = [[html.escape(cam)] + [fmt_metric(get(m)) for _, get in TEST_COLUMNS] for cam, m in test.items()]
     body = ["<h2>Test cameras</h2>", _table(["camera"] + [h for h, _ in TEST_COLUMNS], rows),
             "<p>Metrics on raw float renders; conventions in metrics.json (<code>conventions</code>).</p>"]

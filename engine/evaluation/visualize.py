@@ -80,14 +80,29 @@ def _save_figure(fig: Figure, out_png) -> None:
         fig.savefig(tmp, dpi=100)
 
 
-def _plot_loss(ax, x, loss) -> None:
+def _plot_loss(ax, x, loss, terms: dict[str, np.ndarray]) -> None:
     if loss is not None:
-        ax.plot(x, loss, lw=1.0, label="train loss")
+        ax.plot(x, loss, lw=1.0, color="black", label="train loss")
         finite = loss[np.isfinite(loss)]
         if finite.size and np.all(finite > 0):
             ax.set_yscale("log")
+    for name, values in terms.items():
+        ax.plot(x, values, lw=0.7, alpha=0.8, label=name)
     ax.set_ylabel("loss")
     ax.grid(True, alpha=0.3)
+    if terms:
+        ax.legend(loc="upper right", fontsize=7)
+
+
+def _loss_terms(history: dict, n: int) -> dict[str, np.ndarray]:
+    """history["loss_terms"] (one {name: value} per log step) -> {name: [n]} with NaN where a term was absent;
+    terms that are never positive (nothing to draw on a log axis) are left out."""
+    rows = history.get("loss_terms") or []
+    if len(rows) != n:
+        return {}
+    names = sorted({k for row in rows for k in row})
+    out = {k: np.array([row.get(k, np.nan) for row in rows], dtype=np.float64) for k in names}
+    return {k: v for k, v in out.items() if np.any(v > 0)}
 
 
 def _plot_psnr(ax, x, psnr, test_x, test_psnr) -> None:
@@ -119,12 +134,14 @@ def _test_axis(history: dict, it: np.ndarray, time_s):
 
 
 def plot_training_curves(history: dict, out_png) -> None:
-    """history {iteration [I], loss [I], optional time_s [I], psnr [I], test_iteration [J],
-    test_psnr [J], test_time_s [J]} -> PNG with loss (log) and PSNR vs iteration (top row) and,
+    """history {iteration [I], loss [I], optional time_s [I], psnr [I], loss_terms [I] ({name: value}),
+    test_iteration [J], test_psnr [J], test_time_s [J]} -> PNG with loss and its terms (log) and PSNR vs
+    iteration (top row) and,
     when ``time_s`` is present, the same vs wall-clock minutes (bottom row)."""
     it = np.asarray(history["iteration"], dtype=np.float64)
     time_s = _series(history, "time_s")
     loss = _series(history, "loss")
+    terms = _loss_terms(history, len(it))
     psnr, test_psnr = _series(history, "psnr"), _series(history, "test_psnr")
     test_it, test_t = _test_axis(history, it, time_s)
     rows = [(it, test_it, "iteration")]
@@ -133,7 +150,7 @@ def plot_training_curves(history: dict, out_png) -> None:
     fig = Figure(figsize=(10, 3.5 * len(rows)))
     axes = fig.subplots(len(rows), 2, squeeze=False)
     for (x, test_x, xlabel), (ax_loss, ax_psnr) in zip(rows, axes):
-        _plot_loss(ax_loss, x, loss)
+        _plot_loss(ax_loss, x, loss, terms)
         _plot_psnr(ax_psnr, x, psnr, test_x, test_psnr)
         ax_loss.set_xlabel(xlabel)
         ax_psnr.set_xlabel(xlabel)

@@ -20,7 +20,8 @@ from models.mixvoxels import ModelConfig
 RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "amp", "render_budget_mb", "save_every", "progress_refresh_rate",
                     "overwrite",
                     "render_test", "n_test_images", "config", "base_config", "depth_config", "n_iters",
-                    "basedir", "data_root", "datadir", "expname"}
+                    "basedir", "data_root", "datadir", "expname",
+                    "tensorboard", "vis_every", "n_vis"}
 
 
 def pick_device(name: str) -> torch.device:

@@ -23,12 +23,12 @@ import torch
 from tqdm import tqdm
 
 from core.errors import UserError
-from dataLoader.atomic_io import write_json
 from dataLoader.dataset import VideoDataset
 from dataLoader.poses import SceneNormalization
 from dataLoader.samplers import EpochSampler, KeypointSampler
 from engine import option_groups, options
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
+from engine.monitor import Monitor
 from engine.precision import device_name, resolve_precision
 from engine.run_dir import lock_run_dir, run_dir_for
 from engine.startup import startup_line
@@ -74,11 +74,13 @@ class Trainer:
         self.step = 0
         self.history: dict[str, list] = {"iteration": [], "time_s": [], "loss": [], "psnr": [], "loss_terms": []}
         self.last_terms: dict[str, torch.Tensor] = {}
+        self.depth_fraction: torch.Tensor | None = None  # supervised share of the last batch (monitoring)
         self.elapsed = 0.0
         self.rebuild_optimizer()
         if state:
             self._restore(state)
         log.info(startup_line(cfg, self.device, self.data, self.model))
+        self.monitor = Monitor(cfg, self.run_dir, self.history)  # TensorBoard, periodic tests, history.json
 
     # ------------------------------------------------------------------ state
     def _load_resume_state(self) -> dict:
@@ -137,7 +139,7 @@ class Trainer:
         return path
 
     def _write_history(self) -> None:
-        write_json(self.run_dir / "history.json", self.history, indent=None)
+        self.monitor.flush()
 
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:
@@ -154,7 +156,7 @@ class Trainer:
             finally:
                 bar.close()
             ckpt = self.save()
-            self._write_history()
+            self.monitor.close()
             if stop.signal is not None:
                 self._stop(stop, ckpt)
         return ckpt
@@ -170,6 +172,8 @@ class Trainer:
             self.after_step()
             if self.step % self.run.progress_refresh_rate == 0 or self.step == self.train.n_iters:
                 self._log(loss, psnr, bar)
+            if self.monitor.test_due(self.step):
+                t0 += self.monitor.test_step(self)  # test time is not training time
             if self.step % self.run.save_every == 0:
                 self.save()
 
@@ -179,13 +183,8 @@ class Trainer:
                                   f"{ckpt}; continue with --resume 1 --ckpt {ckpt}")
 
     def _log(self, loss: float, psnr: float, bar) -> None:
-        for key, val in zip(("iteration", "time_s", "loss", "psnr"), (self.step, self.elapsed, loss, psnr)):
-            self.history[key].append(val)
-        # one {term name: value} per logged iteration (terms such as "depth" exist only when active)
-        self.history.setdefault("loss_terms", []).append({k: float(v) for k, v in self.last_terms.items()})
-        rays_s = self.step * self.train.batch_size / max(self.elapsed, 1e-9)
-        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", rays_s=f"{rays_s:.0f}")
-        bar.update(self.step - bar.n)
+        # history entry (loss_terms: one {term name: value} per log step), TensorBoard, bar, history.json
+        self.monitor.log_step(self, loss, psnr, bar)
 
     def step_scales(self) -> StepScales:
         t = self.train
@@ -209,6 +208,7 @@ class Trainer:
         loss = sum(terms.values())
         check_finite_loss(loss, terms, self.step + 1, self.run_dir / "ckpt.pt")
         self.last_terms = {k: v.detach() for k, v in terms.items()}
+        self.depth_fraction = depth_fraction(batch, label, keypoints)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -272,3 +272,13 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
+
+def depth_fraction(batch, label: torch.Tensor, keypoints) -> torch.Tensor | None:
+    """Share of the colour batch's rays with a depth target: dense targets on static rays, or keypoint
+    rays per colour-batch ray; None without depth (a device tensor: no sync)."""
+    if keypoints is not None:
+        return (keypoints.depth_weight > 0).float().sum() / len(batch)
+    if batch.depth is None:
+        return None
+    return ((batch.depth_weight * (~label).float()) > 0).float().mean()
