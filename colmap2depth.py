@@ -82,8 +82,8 @@ def _camera_names(datadir: Path, poses: Path, n_rows: int, names) -> list[str]:
 
 def _triangulate(args, datadir: Path, poses: Path, sparse: Path):
     """Fixed-pose model of the selected cameras written to ``sparse``; -> their rig (names set)."""
-    if poses != datadir / "poses_bounds.npy":
-        raise UserError(f"--triangulate uses {datadir / 'poses_bounds.npy'}; drop --poses_file {poses}")
+    if poses != SceneDir(datadir).poses:
+        raise UserError(f"--triangulate uses {SceneDir(datadir).poses}; drop --poses_file {poses}")
     if sparse.exists() and not args.overwrite:
         raise UserError(f"{sparse}: a model exists; pass --overwrite 1 to replace it with the fixed-pose one")
     with tempfile.TemporaryDirectory(prefix="colmap2depth_") as work:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from bench.gpu_check import build_scene
+from dataLoader.scene_layout import SceneDir
 from engine import options
 from engine.evaluation.evaluate import evaluate_cameras
 from engine.train.trainer import Trainer
@@ -42,7 +43,7 @@ def main() -> None:
     args, rest = p.parse_known_args()
     root = Path(args.scene)
     scene = root / "scene"
-    if not (scene / "poses_bounds.npy").is_file():
+    if not (SceneDir(scene).poses).is_file():
         scene = build_scene(root, args.cams, args.frames, args.distinct_frames, *args.size)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = options.resolve(options.parse(["--datadir", str(scene.resolve()), "--basedir", tmp, "--expname", "eval",

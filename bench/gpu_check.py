@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from dataLoader.scene_layout import image_files
+from dataLoader.scene_layout import SceneDir, image_files
 from engine import options
 from engine.cli import run_main
 from engine.evaluation.evaluate import evaluate_camera
@@ -50,14 +50,15 @@ def build_scene(root: Path, n_cams: int, n_frames: int, distinct: int, w: int, h
                 supersample=1, video=False, overwrite=True)
     scene = root / "scene"
     shutil.rmtree(scene, ignore_errors=True)
-    (scene / "frames").mkdir(parents=True)
-    for name in ("poses_bounds.npy", "poses_bounds_cams.txt"):
-        shutil.copy(root / "rendered" / name, scene / name)
-    for cam in sorted((root / "rendered" / "frames").iterdir()):
+    SceneDir(scene).frames.mkdir(parents=True)
+    rendered = SceneDir(root / "rendered")
+    for name in (rendered.poses, rendered.camera_names):
+        shutil.copy(name, scene / name.name)
+    for cam in sorted(rendered.frames.iterdir()):
         files = image_files(cam)
-        (scene / "frames" / cam.name).mkdir(parents=True)
+        (SceneDir(scene).frames / cam.name).mkdir(parents=True)
         for t in range(n_frames):
-            (scene / "frames" / cam.name / f"{t:04d}.png").symlink_to(files[t * distinct // n_frames])
+            (SceneDir(scene).frames / cam.name / f"{t:04d}.png").symlink_to(files[t * distinct // n_frames])
     return scene
 
 

@@ -65,7 +65,7 @@ def prepare_static_capture(datadir: str | Path, downsample: float = 1.0) -> Stat
     if downsample <= 0:
         raise UserError(f"--downsample must be positive, got {downsample}")
     src = scan_frames(datadir)
-    factor = frames_factor(rig, src.hw, float(downsample), datadir / "frames")
+    factor = frames_factor(rig, src.hw, float(downsample), SceneDir(datadir).frames)
     cache_hw = target_size(src.hw, factor)
     # the cache train.py --datadir D --static_only 1 opens: the same key (same files, size and blur)
     cache_dir = build_cache(datadir, src, factor, auto_blur_kernel(cache_hw[1]))
