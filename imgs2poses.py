@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from core.errors import UserError
 from dataLoader import colmap
+from dataLoader.atomic_io import write_bytes
 from dataLoader.colmap_points import RigPoses, rig_poses
 from dataLoader.poses import cams_file, save_poses_bounds
 from dataLoader.scene_layout import SceneDir
@@ -148,10 +148,10 @@ def backup_poses(path: Path) -> list[str]:
     n = 1
     while (dst := path.with_name(f"{path.stem}.backup{'' if n == 1 else n}.npy")).exists():
         n += 1
-    shutil.copy2(path, dst)
+    write_bytes(dst, path.read_bytes())
     copies = [str(dst)]
     if cams_file(path).exists():
-        shutil.copy2(cams_file(path), cams_file(dst))
+        write_bytes(cams_file(dst), cams_file(path).read_bytes())
         copies.append(str(cams_file(dst)))
     log.info("kept the replaced %s as %s", path, dst)
     return copies

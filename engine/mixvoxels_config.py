@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
+from dataLoader.atomic_io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,11 @@ SAME = ("datadir", "basedir", "expname", "downsample_train", "ndc_ray", "scene_b
         "alpha_mask_thre", "rm_weight_mask_thre", "temporal_variance_threshold", "dynamic_threshold",
         "dynamic_granularity", "point_wise_dynamic_threshold", "dynamic_pool_kernel_size", "lr_init", "lr_basis",
         "lr_dynamic_init", "lr_dynamic_basis", "lr_decay_target_ratio", "TV_weight_density", "TV_weight_app",
-        "TV_dynamic_factor", "render_test", "frame_start", "seed", "depth_lambda", "use_depth",
+        "TV_dynamic_factor", "render_test", "vis_every", "frame_start", "seed", "depth_lambda", "use_depth",
         "use_colmap_depth", "depthmap_npy_path")
-# keys only MixVoxels' files have: a file holding one of them is a MixVoxels config
+# keys of MixVoxels' files: a file holding one of them that this toolkit does not have is a MixVoxels config
 MARKERS = ("dataset_name", "batch_factor", "use_cosine_lr_scheduler", "n_train_frames", "time_head", "render_path",
-           "shadingMode", "vis_every", "N_vis")
+           "shadingMode", "N_vis")
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,13 @@ def read_key_values(path: Path) -> dict[str, str]:
     return out
 
 
-def is_mixvoxels_config(path: str | Path) -> bool:
+def is_mixvoxels_config(path: str | Path, own_keys=frozenset()) -> bool:
+    """True when ``path`` holds a MixVoxels-only key (one of MARKERS that is not in ``own_keys``)."""
     try:
         keys = read_key_values(Path(path))
     except (OSError, UserError):
         return False
-    return any(k in keys for k in MARKERS)
+    return any(k in keys and k not in own_keys for k in MARKERS)
 
 
 def _list(value: str) -> list[str]:
@@ -103,7 +105,7 @@ def to_text(tr: Translation, source: str) -> str:
 def write_translation(src: str | Path, dst: str | Path) -> Translation:
     """Translate the MixVoxels config ``src`` into a config file ``dst`` of this toolkit."""
     tr = translate(read_key_values(Path(src)), str(src))
-    Path(dst).write_text(to_text(tr, str(src)))
+    write_text(dst, to_text(tr, str(src)))
     return tr
 
 
@@ -111,7 +113,7 @@ CONFIG_FLAGS = ("--config", "--base_config", "--depth_config")
 
 
 @contextlib.contextmanager
-def translated_argv(argv: list[str]) -> Iterator[tuple[list[str], dict[str, str]]]:
+def translated_argv(argv: list[str], own_keys=frozenset()) -> Iterator[tuple[list[str], dict[str, str]]]:
     """argv with every config file that is a MixVoxels config replaced by its translation (a temp file with
     the same stem, so default run names stay); yields (argv, {dest: original path}) and removes the temps."""
     out, originals = list(argv), {}
@@ -121,7 +123,7 @@ def translated_argv(argv: list[str]) -> Iterator[tuple[list[str], dict[str, str]
             if flag not in CONFIG_FLAGS:
                 continue
             path = inline or (argv[i + 1] if i + 1 < len(argv) else "")
-            if not path or not is_mixvoxels_config(path):
+            if not path or not is_mixvoxels_config(path, own_keys):
                 continue
             dst = Path(tmp) / flag.lstrip("-") / Path(path).name
             dst.parent.mkdir()

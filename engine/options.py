@@ -213,8 +213,8 @@ def parse(argv=None) -> argparse.Namespace:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     check_config_files(argv)
-    with translated_argv(argv) as (args, originals):
-        parser = build_parser()
+    parser = build_parser()
+    with translated_argv(argv, frozenset(a.dest for a in parser._actions)) as (args, originals):
         known, _ = parser.parse_known_args(args)
         if known.resume and known.ckpt and not (known.config or known.base_config):
             from engine.run_dir import checkpoint_defaults  # nothing to load unless resuming

@@ -258,7 +258,8 @@ def test_unregistered_camera_is_named_and_nothing_is_overwritten(posed_copy: Pat
     Image.new("RGB", (SFM_SCENE["width"], SFM_SCENE["height"]), (128, 128, 128)).save(
         SceneDir(posed_copy).frames / "cam05" / "0000.png")  # featureless: SIFT finds nothing
     line = _one_error_line(_run_script("imgs2poses.py", posed_copy, "--overwrite", 1))
-    assert line.endswith("registered 5 of 6 images; not registered: cam05.png")
+    assert line.endswith("registered 5 of 6 images with seeds [0, 1, 2, 3]; not registered: cam05.png "
+                         "(0 verified matches)")
     assert _snapshot(posed_copy) == before
 
 

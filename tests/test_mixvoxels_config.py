@@ -99,7 +99,7 @@ TV_dynamic_factor = 3.0
 UNUSED = ("time_head", "dy_loss", "dataset_name", "n_time_embedding", "zero_dynamic_sigma",
           "zero_dynamic_sigma_thresh", "sigma_static_thresh", "sigma_diff_method", "sigma_diff_weight",
           "sigma_diff_log_thresh", "rgb_diff_weight", "rgb_diff_log_thresh", "loss_weight_static",
-          "dynamic_reg_weight", "rm_weight_mask_thre_static", "N_vis", "vis_every", "render_path", "shadingMode",
+          "dynamic_reg_weight", "rm_weight_mask_thre_static", "N_vis", "render_path", "shadingMode",
           "view_pe", "fea_pe")
 
 
@@ -126,6 +126,7 @@ def test_key_mapping_is_pinned(coffee_5000):
     assert (cfg.temporal_variance_threshold, cfg.dynamic_threshold, cfg.dynamic_pool_kernel_size) == (0.03, 0.9, 41)
     assert (cfg.point_wise_dynamic_threshold, cfg.alpha_mask_thre, cfg.rm_weight_mask_thre) == (0.01, 1e-5, 1e-4)
     assert (cfg.step_ratio, cfg.fea2denseAct, cfg.TV_dynamic_factor) == (4.0, "relu", 3.0)
+    assert cfg.vis_every == 10000  # periodic test renders, as in the release
     assert cfg.config == str(coffee_5000) and options.resolve(cfg).expname == "coffee_martini_5000"
 
 

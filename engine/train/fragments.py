@@ -144,7 +144,7 @@ def parse_devices(spec: str) -> list[str]:
 def train_fragments(argv: list[str], fragment_len: int, devices: list[str]) -> str:
     """Train every fragment of the config's frame range; returns a summary (with the stitch command)."""
     cfg = options.resolve(options.parse(argv))
-    src = scan_frames(Path(cfg.datadir))
+    src = scan_frames(Path(cfg.datadir), exclude=tuple(cfg.exclude_cams))
     total = len(src.files[0])
     frags = plan_fragments(total, fragment_len, cfg.frame_start, cfg.n_frames,
                            where=str(SceneDir(cfg.datadir).frames))

@@ -20,7 +20,7 @@ from models.mixvoxels import ModelConfig
 RUN_CONTROL_KEYS = {"resume", "ckpt", "device", "amp", "render_budget_mb", "save_every", "progress_refresh_rate",
                     "overwrite",
                     "render_test", "n_test_images", "config", "base_config", "depth_config", "n_iters",
-                    "basedir", "data_root", "datadir", "expname",
+                    "basedir", "data_root", "datadir", "expname", "schedule",
                     "tensorboard", "vis_every", "n_vis"}
 
 

@@ -79,8 +79,8 @@ class Trainer:
         self.rebuild_optimizer()
         if state:
             self._restore(state)
-        log.info(startup_line(cfg, self.device, self.data, self.model))
         self.monitor = Monitor(cfg, self.run_dir, self.history)  # TensorBoard, periodic tests, history.json
+        log.info(startup_line(cfg, self.device, self.data, self.model))
 
     # ------------------------------------------------------------------ state
     def _load_resume_state(self) -> dict:
