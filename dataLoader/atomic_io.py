@@ -224,7 +224,8 @@ def _encode(tmp: Path, frames: Iterable[np.ndarray], fps: float, quality: float)
             frame = _pad_even(np.ascontiguousarray(frame, dtype=np.uint8))
             if writer is None:
                 writer = imageio_ffmpeg.write_frames(str(tmp), (frame.shape[1], frame.shape[0]), fps=fps,
-                                                     quality=quality, macro_block_size=1, pix_fmt_out="yuv420p")
+                                                     quality=quality, macro_block_size=1, pix_fmt_out="yuv420p",
+                                                     ffmpeg_log_level="quiet")  # failures: checked below
                 writer.send(None)
             writer.send(np.ascontiguousarray(frame))
             count += 1

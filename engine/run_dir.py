@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 # What a training run writes into its folder (removed by --overwrite 1 before the new run starts).
 RUN_OUTPUTS = ("ckpt.pt", "config.txt", "history.json", "metrics.json", "report.html", "training_curves.png",
-               "test", "videos")
+               "test", "videos", "vis", "tensorboard")
 # Config keys never taken from a checkpoint when it is the base config of a resume.
 _NOT_INHERITED = {"config", "base_config", "depth_config", "resume", "ckpt", "overwrite", "basedir", "expname"}
 

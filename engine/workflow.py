@@ -45,12 +45,17 @@ def test_summary(test: dict) -> str:
 def finish_training(trainer, ckpt: Path) -> str:
     """Evaluate test cameras (if asked), write metrics.json, plots and report.html; return a summary line.
 
-    Ctrl-C here stops with one line (the checkpoint is complete; tools/evaluate.py can finish the job)."""
+    Ctrl-C here stops with one line (the checkpoint is complete; tools/evaluate.py can finish the job).
+    Unlocks the run dir at the end."""
     try:
         return _finish_training(trainer, ckpt)
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"SIGINT during the end-of-run evaluation: {ckpt} is complete; evaluate it "
                                   f"with tools/evaluate.py --ckpt {ckpt}") from None
+    finally:
+        lock = getattr(trainer, "run_lock", None)
+        if lock is not None:  # the run's outputs are written: the run dir is free again
+            lock.release()
 
 
 def _finish_training(trainer, ckpt: Path) -> str:

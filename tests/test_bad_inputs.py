@@ -306,6 +306,9 @@ CASES = [
     Case("render full disk", "render_one_video.py",
          lambda c: ["--ckpt", c.ckpt, "--device", "cpu", "--png", "1", "--out_dir", c.values["full"]],
          lambda c: "disk full", lambda c: c.values.update(full=_filled(c))),
+    Case("render full disk (video only)", "render_one_video.py",
+         lambda c: ["--ckpt", c.ckpt, "--device", "cpu", "--out_dir", c.values["full"]],
+         lambda c: "cam00_rgb.mp4", lambda c: c.values.update(full=_filled(c))),
     Case("render fragments of two scenes", "render_one_video.py",
          lambda c: ["--ckpt", c.ckpt, "--device", "cpu", "--fragments", c.values["frag"], "--out_dir", c.tmp / "o"],
          lambda c: "other_f00004", lambda c: c.values.update(frag=fragment_of_another_scene(c))),
@@ -509,17 +512,12 @@ def test_full_disk_keeps_the_previous_file_intact(tmp_path):
 
 
 def test_ctrl_c_during_the_end_of_run_evaluation_is_one_line(monkeypatch, tmp_path):
-    from types import SimpleNamespace
-
     import engine.workflow as workflow
     from engine.train.signals import TrainingInterrupted
 
-    def interrupted(*args, **kwargs):
+    def interrupted(trainer, ckpt):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(workflow, "evaluate_run", interrupted)
-    trainer = SimpleNamespace(run_dir=tmp_path, cfg=SimpleNamespace(render_test=1, n_test_images=1), step=4,
-                              elapsed=1.0, environment={}, data=SimpleNamespace(test_idx=[0]), device="cpu",
-                              model=SimpleNamespace(resolution=[8, 8, 8], eval=lambda: None), history={})
+    monkeypatch.setattr(workflow, "_finish_training", interrupted)
     with pytest.raises(TrainingInterrupted, match=r"SIGINT during the end-of-run evaluation: .*ckpt.pt is complete"):
-        workflow.finish_training(trainer, tmp_path / "ckpt.pt")
+        workflow.finish_training(None, tmp_path / "ckpt.pt")

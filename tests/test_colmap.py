@@ -262,11 +262,13 @@ def test_colmap2depth_without_cams_file_uses_listing_and_catches_string_order(po
     raw = np.load(SceneDir(posed).poses)
     string_rows = [NUMERIC_ORDER.index(n) for n in sorted(NUMERIC_ORDER)]  # rows as LLFF's string sort
     np.save(SceneDir(posed).poses, raw[string_rows])
-    with pytest.raises(UserError, match="not the same world"):
+    with pytest.raises(UserError, match="colmap_depth.npz: exists; pass --overwrite 1"):
         colmap2depth.main([str(posed)])
+    with pytest.raises(UserError, match="not the same world"):
+        colmap2depth.main([str(posed), "--overwrite", "1"])
     shutil.rmtree(posed / "images")
     with pytest.raises(UserError, match="poses_bounds_cams.txt: missing"):
-        colmap2depth.main([str(posed)])
+        colmap2depth.main([str(posed), "--overwrite", "1"])
 
 
 # ----------------------------------------------------------------------------- real SfM, synthetic scene

@@ -188,11 +188,11 @@ def test_interrupted_cache_build_continues_and_matches_a_clean_build(scene_copy,
     n_cams, n_t = len(src.files), len(src.files[0])
     real_read, reads = frame_cache.read_frame, []
 
-    def failing_read(path, hw):
+    def failing_read(path, hw, source_hw=None):
         if len(reads) == 2 * n_t + 1:  # two cameras finished, the third in progress
             raise KeyboardInterrupt
         reads.append(path)
-        return real_read(path, hw)
+        return real_read(path, hw, source_hw)
 
     monkeypatch.setattr(frame_cache, "read_frame", failing_read)
     with pytest.raises(KeyboardInterrupt):
@@ -202,7 +202,8 @@ def test_interrupted_cache_build_continues_and_matches_a_clean_build(scene_copy,
     assert sorted(p.name for p in (SceneDir(scene_copy).cache / f".tmp-{key}" / "done").iterdir()) == ["0", "1"]
 
     reads.clear()
-    monkeypatch.setattr(frame_cache, "read_frame", lambda path, hw: reads.append(path) or real_read(path, hw))
+    monkeypatch.setattr(frame_cache, "read_frame",
+                        lambda path, hw, src_hw=None: reads.append(path) or real_read(path, hw, src_hw))
     out = frame_cache.build_cache(scene_copy, src, 1.0, 1)
     assert len(reads) == (n_cams - 2) * n_t  # continued: only the unfinished cameras were decoded
     assert not (SceneDir(scene_copy).cache / f".tmp-{key}").exists()

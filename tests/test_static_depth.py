@@ -329,7 +329,7 @@ def test_depth_loss_moves_static_depth_toward_the_target(tiny_scene, tmp_path):
 @pytest.mark.parametrize("kw, fragment", [
     (dict(cams=(1, 2)), "no depth for training cameras ['cam03']"),
     (dict(hw=(20, 32)), "depth maps are 32x20 but training images are 32x24"),
-    (dict(shift=0.5), "rendered at another pose than the scene's"),
+    (dict(shift=0.5), "sit at other poses than the scene's"),
 ])
 def test_depth_file_for_other_cameras_size_or_world_is_refused(tiny_scene, tmp_path, kw, fragment):
     depth_file = gt_depth_file(tiny_scene, tmp_path / "d.npz", **kw)

@@ -143,8 +143,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def fit(self) -> Path:
-        """Train to ``n_iters``; returns the final checkpoint. SIGINT/SIGTERM: save, then TrainingInterrupted."""
-        self.run_lock = self.run_lock or lock_run_dir(self.run_dir, self.cfg)
+        """Train to ``n_iters``; returns the final checkpoint. SIGINT/SIGTERM: save, then TrainingInterrupted.
+
+        The run dir stays locked by this trainer after a normal end (its outputs follow); any error unlocks it."""
+        if self.run_lock is None:
+            self.run_lock = lock_run_dir(self.run_dir, self.cfg)
+        try:
+            return self._fit()
+        except BaseException:
+            self.run_lock.release()
+            self.run_lock = None
+            raise
+
+    def _fit(self) -> Path:
         options.save_config(self.cfg, self.run_dir / "config.txt")
         with StopRequest() as stop:
             if not self.variation_ready:
