@@ -8,7 +8,7 @@ DEMO_SCENE ?= data/synthetic_demo
 DEMO_RUN ?= log/demo
 DEPTH_SCENE ?= data/synthetic_depth_demo
 
-.PHONY: install metrics demo demo-depth test lint bench clean-demo
+.PHONY: install metrics demo demo-depth test lint bench gpu-check clean-demo
 
 # The toolkit itself is installed editable (console entry points mvd-*, importable from tools/ and bench/).
 install: $(VENV)/.installed
@@ -61,6 +61,11 @@ lint: install
 
 bench: install $(DEMO_SCENE)/meta.json
 	$(PY) -m bench.train_speed --datadir $(DEMO_SCENE)
+
+# On a CUDA machine (README "GPU"): the one-command check, then the GPU-only tests.
+gpu-check: install
+	$(PY) bench/gpu_check.py
+	$(PY) -m pytest -m gpu
 
 clean-demo:
 	rm -rf $(DEMO_SCENE) $(DEMO_RUN) $(DEPTH_SCENE) log/demo_static log/demo_depth_off log/demo_depth_on

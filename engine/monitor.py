@@ -31,7 +31,7 @@ from engine.evaluation.metrics import psnr as mse_to_psnr
 from engine.evaluation.report import ERROR_VMAX, chosen_frames
 from engine.evaluation.visualize import save_png
 from engine.panels import depth_panel, frame_panel
-from engine.render.frames import iter_camera_frames
+from engine.render.frames import RenderSettings, iter_camera_frames
 from engine.train.schedule import depth_weight, lr_factor
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,9 @@ class Monitor:
             gt_depth = load_gt_depth(data.opts.datadir, cam, data.opts.frame_start, data.n_frames, (data.h, data.w))
             cam_err = []
             for t, rgb, depth in iter_camera_frames(trainer.model, data.c2w[k], data.h, data.w, data.focal,
-                                                    data.normalization, trainer.device, frames, progress=False):
+                                                    data.normalization, trainer.device, frames, progress=False,
+                                                    settings=RenderSettings(trainer.precision,
+                                                                            trainer.cfg.render_budget_mb)):
                 gt = np.asarray(data.cache.frames[k][:, :, t], np.float32) / 255.0  # cache: [H, W, T, 3]
                 cam_err.append(float(np.mean((rgb - gt) ** 2)))
                 self._pictures(cam, t, step, rgb, gt, depth, None if gt_depth is None else gt_depth[t])

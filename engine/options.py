@@ -72,14 +72,14 @@ def _run(p):
     g.add_argument("--progress_refresh_rate", type=int, default=10, help="progress-bar update interval")
     g.add_argument("--render_test", type=int, default=1, help="evaluate and render test cameras at the end")
     g.add_argument("--n_test_images", type=int, default=3, help="test frames saved as PNG")
+    g.add_argument("--render_budget_mb", type=float, default=-1,
+                   help="test rendering: memory for one ray chunk (-1: 6144 on CUDA, at most half the free memory; "
+                        "192 on CPU)")
     g.add_argument("--tensorboard", type=int, default=1,
                    help="1: TensorBoard event files in RUN/tensorboard (tensorboard --logdir log)")
     g.add_argument("--vis_every", type=int, default=1000,
                    help="render n_vis test frames and log their PSNR every this many iterations (0: never)")
     g.add_argument("--n_vis", type=int, default=3, help="test frames per test camera of a periodic test")
-    g.add_argument("--render_budget_mb", type=float, default=-1,
-                   help="test rendering: memory for one ray chunk (-1: 6144 on CUDA, at most half the free memory; "
-                        "192 on CPU)")
 
 
 def _model(p):

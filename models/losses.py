@@ -14,6 +14,17 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).mean()
 
 
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE over the rays where ``mask`` [N] is set; pred, target [N, ...]. Fixed shapes (no boolean
+    gather, so no host sync): 0 when no ray is set."""
+    if pred.shape != target.shape:
+        raise ValueError(f"masked_mse: shape mismatch {tuple(pred.shape)} vs {tuple(target.shape)}")
+    check_shape(mask, "N", N=pred.shape[0])
+    per_ray = (pred - target).pow(2).flatten(1).sum(1)
+    count = mask.sum() * (pred[0].numel() if pred.shape[0] else 1)
+    return (per_ray * mask).sum() / count.clamp_min(1)
+
+
 def variation_bce(ray_logit: torch.Tensor, label: torch.Tensor, max_pos_weight: float = 100.0) -> torch.Tensor:
     """Class-balanced BCE of the ray's max variation logit [N] against the dynamic label [N] bool."""
     check_shape(ray_logit, "N", N=label.shape[0])

@@ -162,9 +162,8 @@ class MixVoxels(nn.Module):
         dt = vr.interval_lengths(t, near, far)
         xyz = rays.origins[:, None] + t[..., None] * rays.directions[:, None]
         valid = ((xyz >= self.aabb[0]) & (xyz <= self.aabb[1])).all(-1)
-        if self.alpha_mask is not None and valid.any():
-            valid = valid.clone()
-            valid[valid.clone()] = self.alpha_mask.query(xyz[valid])
+        if self.alpha_mask is not None:  # every point is looked up: fixed shapes, no host sync
+            valid = valid & self.alpha_mask.query(xyz.reshape(-1, 3)).view(valid.shape)
         return t, dt, xyz, valid
 
     # ----------------------------------------------------------------- forward
@@ -179,8 +178,7 @@ class MixVoxels(nn.Module):
         xyz_n = self.normalize_coords(xyz)
 
         sigma = xyz.new_zeros(n, s)
-        if valid.any():
-            put(sigma, valid, self.density_act(self.density(xyz_n[valid])))
+        put(sigma, valid, self.density_act(self.density(xyz_n[valid])))
         weights = vr.weights_from_alpha(vr.alpha_from_sigma(sigma, dist))
         acc = weights.sum(-1)
         static_depth = (weights * t).sum(-1)
@@ -201,9 +199,8 @@ class MixVoxels(nn.Module):
         if pt_dyn is not None:
             need_static[dyn] |= valid[dyn] & ~pt_dyn & (w_dyn.amax(-1) > self.cfg.rm_weight_mask_thre)
         rgb_pts = xyz.new_zeros(n, s, 3)
-        if need_static.any():
-            feat = self.appearance(xyz_n[need_static])
-            put(rgb_pts, need_static, self.color_head(feat, viewdir[:, None].expand(n, s, 3)[need_static]))
+        feat = self.appearance(xyz_n[need_static])
+        put(rgb_pts, need_static, self.color_head(feat, viewdir[:, None].expand(n, s, 3)[need_static]))
         static_rgb = vr.composite(weights, rgb_pts)
 
         if self.cfg.static_only:
@@ -220,7 +217,7 @@ class MixVoxels(nn.Module):
     def variation_logits(self, xyz_n: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """[N, S] variation-field logits at normalized points xyz_n [N, S, 3]; -30 where invalid or static-only."""
         logits = xyz_n.new_full(valid.shape, -30.0)
-        if not self.cfg.static_only and valid.any():
+        if not self.cfg.static_only:
             put(logits, valid, self.variation(xyz_n[valid]))
         return logits
 
@@ -250,16 +247,15 @@ class MixVoxels(nn.Module):
 
     def _dynamic_density(self, xyz_n, valid, logits, sigma, dist, dyn):
         """Per-frame densities of dynamic rays -> (pt_dyn [M,S], weights [M,S,T])."""
-        if self.cfg.static_only or not dyn.any():
+        if self.cfg.static_only:
             return None, None
         pt_dyn = self.point_dynamic_mask(logits[dyn], valid[dyn])
         sig = sigma[dyn].detach()[..., None].expand(-1, -1, self.cfg.n_frames).clone()
-        if pt_dyn.any():
-            feat = self.dyn_density(xyz_n[dyn][pt_dyn])
-            sig_d = self.density_act(self.dyn_density_head(feat))
-            if self.cfg.zero_dynamic_sigma:
-                sig_d = self._zero_still_dynamic(sig_d, sigma[dyn][pt_dyn], dist[dyn][pt_dyn])
-            put(sig, pt_dyn, sig_d)
+        feat = self.dyn_density(xyz_n[dyn][pt_dyn])
+        sig_d = self.density_act(self.dyn_density_head(feat))
+        if self.cfg.zero_dynamic_sigma:
+            sig_d = self._zero_still_dynamic(sig_d, sigma[dyn][pt_dyn], dist[dyn][pt_dyn])
+        put(sig, pt_dyn, sig_d)
         alpha = vr.alpha_from_sigma(sig, dist[dyn][..., None])
         return pt_dyn, vr.weights_from_alpha(alpha, dim=1)
 
@@ -276,9 +272,8 @@ class MixVoxels(nn.Module):
         m, s = pt_dyn.shape
         rgb = static_rgb_pts[:, :, None].expand(m, s, self.cfg.n_frames, 3).clone()
         need = pt_dyn & (w_dyn.amax(-1) > self.cfg.rm_weight_mask_thre)
-        if need.any():
-            feat = self.dyn_appearance(xyz_n[need])
-            put(rgb, need, self.dyn_color_head(feat, viewdir[:, None].expand(m, s, 3)[need]))
+        feat = self.dyn_appearance(xyz_n[need])
+        put(rgb, need, self.dyn_color_head(feat, viewdir[:, None].expand(m, s, 3)[need]))
         return (w_dyn[..., None] * rgb).sum(1)
 
     # ----------------------------------------------------------------- grid updates

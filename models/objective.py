@@ -61,9 +61,7 @@ def loss_terms(model, batch: RayBatch, out: RenderOutput, label: torch.Tensor, w
         "tv_static": scale.tv * (w.tv_density * model.density.tv_loss() + w.tv_app * model.appearance.tv_loss()),
     }
     if not model.cfg.static_only:
-        dyn = out.dynamic_mask
-        if dyn.any():
-            terms["dynamic_rgb"] = losses.mse(out.rgb[dyn].float(), batch.rgb[dyn])
+        terms["dynamic_rgb"] = losses.masked_mse(out.rgb.float(), batch.rgb, out.dynamic_mask)
         terms["tv_dynamic"] = scale.tv * w.tv_dynamic_factor * (
             w.tv_density * model.dyn_density.tv_loss() + w.tv_app * model.dyn_appearance.tv_loss())
         terms["variation_bce"] = w.variation * losses.variation_bce(out.ray_logit.float(), label)

@@ -47,6 +47,12 @@ class RayBatch:
     def __len__(self) -> int:
         return self.origins.shape[0]
 
+    def pin_memory(self) -> RayBatch:
+        """A copy in page-locked host memory (CUDA only), so that ``to(device)`` copies asynchronously."""
+        return RayBatch(*(None if t is None else t.pin_memory() for t in
+                          (self.origins, self.directions, self.rgb, self.std, self.depth, self.depth_weight,
+                           self.depth_sigma)))
+
     def to(self, device) -> RayBatch:
         def mv(t):
             return None if t is None else t.to(device, non_blocking=True)

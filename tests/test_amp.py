@@ -92,3 +92,46 @@ def test_cuda_device_without_cuda_exits_2(tiny_scene, tmp_path):
     assert lines[-1] == "error: config: device 'cuda' requested but CUDA is not available"
     assert "Traceback" not in res.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_masked_mse_by_hand():
+    from models.losses import masked_mse
+    pred = torch.tensor([[[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]], [[0.5, 0.5, 0.5]]])  # [N=3, T=1, 3]
+    target = torch.zeros_like(pred)
+    mask = torch.tensor([False, True, True])
+    assert masked_mse(pred, target, mask).item() == pytest.approx((3 * 1.0 + 3 * 0.25) / 6)
+    assert masked_mse(pred, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0  # no dynamic ray: no term
+
+
+def test_lpips_runs_on_the_evaluation_device(monkeypatch, tmp_path):
+    """LPIPS follows the device it is given (CPU by default), never a GPU it was not asked to use."""
+    import types
+
+    import numpy as np
+
+    from engine import metrics
+    (tmp_path / "lpips" / "weights" / "v0.1").mkdir(parents=True)
+    (tmp_path / "lpips" / "weights" / "v0.1" / "alex.pth").touch()
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / metrics.LPIPS_BACKBONE_FILE).touch()
+    devices = []
+
+    class FakeLPIPS(torch.nn.Module):
+        def __init__(self, **kw):
+            super().__init__()
+
+        def to(self, device):
+            devices.append(torch.device(device))
+            return self
+
+        def forward(self, p, g, normalize):
+            return (p - g).abs().mean((1, 2, 3))
+
+    monkeypatch.setitem(sys.modules, "lpips", types.SimpleNamespace(__file__=str(tmp_path / "lpips" / "x.py"),
+                                                                   LPIPS=FakeLPIPS))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU is present but not chosen
+    img = np.zeros((2, 8, 8, 3), np.uint8)
+    assert metrics.optional_metrics(img, img, names=("lpips",))["lpips"]["value"] == 0.0
+    metrics.optional_metrics(img, img, names=("lpips",), device="cpu")
+    assert devices == [torch.device("cpu"), torch.device("cpu")]

@@ -135,7 +135,7 @@ def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture
             pictures[t] = (rgb, depth)
     metrics = video_summary(mse, frame_ssim, np.arange(n_t))
     metrics.update(mixvoxels_ssim.summary(mv_ssim, list(range(0, n_t, mixvoxels_ssim.EVERY))))
-    metrics["optional"] = optional_metrics(rgb8, gt, fps=fps)
+    metrics["optional"] = optional_metrics(rgb8, gt, fps=fps, device=device)
     metrics["dynamic_pixel_fraction"] = float(statics["dynamic"].mean())
     if gt_depth is not None:
         metrics["depth"] = depth_metrics_from_sums(sums.sum(0))

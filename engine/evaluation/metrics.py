@@ -225,14 +225,14 @@ def _float_frames(x, start: int, stop: int) -> np.ndarray:
     return _as_tensor(x[start:stop]).cpu().float().numpy()
 
 
-def _lpips_net(lpips, net: str, pred, gt) -> dict:
+def _lpips_net(lpips, net: str, pred, gt, device=None) -> dict:
     """Mean LPIPS over frames with one backbone, or unavailable when its weights are not on disk."""
     lin = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
     backbone = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[net]
     missing = [str(f) for f in (lin, backbone) if not f.is_file()]
     if missing:
         return unavailable(f"LPIPS-{net} weights not present locally (no download attempted): {missing}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device or "cpu")  # the evaluation's device, never a GPU it was not given
     model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
     vals = []
     with torch.no_grad():
@@ -243,17 +243,18 @@ def _lpips_net(lpips, net: str, pred, gt) -> dict:
     return {"available": True, "value": float(torch.cat(vals).mean())}
 
 
-def _lpips(pred, gt, fps: float) -> dict:
+def _lpips(pred, gt, fps: float, device=None) -> dict:
     """LPIPS-Alex as the value (the one MixVoxels' tables report) and LPIPS-VGG beside it."""
     import lpips  # optional dependency (needs a torchvision matching the installed torch)
 
-    alex = _lpips_net(lpips, "alex", pred, gt)
+    alex = _lpips_net(lpips, "alex", pred, gt, device)
     if not alex["available"]:
         return alex
-    return {"available": True, "value": alex["value"], "net": "alex", "vgg": _lpips_net(lpips, "vgg", pred, gt)}
+    return {"available": True, "value": alex["value"], "net": "alex",
+            "vgg": _lpips_net(lpips, "vgg", pred, gt, device)}
 
 
-def _flip(pred, gt, fps: float) -> dict:
+def _flip(pred, gt, fps: float, device=None) -> dict:
     import flip_evaluator  # optional dependency (pip package "flip-evaluator")
 
     # evaluate(reference, test, "LDR") -> (error_map [H,W], mean_error, parameters)
@@ -262,7 +263,7 @@ def _flip(pred, gt, fps: float) -> dict:
     return {"available": True, "value": float(np.mean(vals)), "mode": "LDR", "lower_is_better": True}
 
 
-def _jod(pred, gt, fps: float) -> dict:
+def _jod(pred, gt, fps: float, device=None) -> dict:
     import pyfvvdp  # optional dependency
 
     pred, gt = _float_frames(pred, 0, len(pred)), _float_frames(gt, 0, len(gt))  # one score for the whole clip
@@ -278,9 +279,9 @@ def _jod(pred, gt, fps: float) -> dict:
 OPTIONAL_METRICS = {"lpips": _lpips, "flip": _flip, "jod": _jod}
 
 
-def _run_optional(name: str, fn, pred, gt, fps: float) -> dict:
+def _run_optional(name: str, fn, pred, gt, fps: float, device=None) -> dict:
     try:
-        return fn(pred, gt, fps)
+        return fn(pred, gt, fps, device)
     except ImportError as e:
         return unavailable(f"{name}: package not importable ({e})")
     except Exception as e:  # a failing optional metric must not abort evaluation
@@ -288,15 +289,15 @@ def _run_optional(name: str, fn, pred, gt, fps: float) -> dict:
         return unavailable(f"{name} failed: {type(e).__name__}: {e}")
 
 
-def optional_metrics(pred, gt, fps: float = 30.0, names=tuple(OPTIONAL_METRICS)) -> dict:
+def optional_metrics(pred, gt, fps: float = 30.0, names=tuple(OPTIONAL_METRICS), device=None) -> dict:
     """pred, gt [T,H,W,3] or [H,W,3], float in [0,1] or uint8 -> {name: record} for LPIPS, FLIP and JOD.
 
     Each record is {"available": True, "value": float, ...} or {"available": False, "reason": str}.
     LPIPS is the mean over frames (lower is better), FLIP the mean over frames of the mean LDR-FLIP
     error (lower is better), JOD one FovVideoVDP score for the whole clip at ``fps`` (higher is
-    better, 10 = identical). Nothing is downloaded.
+    better, 10 = identical). Nothing is downloaded. LPIPS runs on ``device`` (default CPU).
     """
     if len(pred.shape) == 3:
         pred, gt = pred[None], gt[None]
     _check_pair(pred, gt, 4, "optional_metrics")
-    return {n: _run_optional(n, OPTIONAL_METRICS[n], pred, gt, fps) for n in names}
+    return {n: _run_optional(n, OPTIONAL_METRICS[n], pred, gt, fps, device) for n in names}

@@ -117,7 +117,8 @@ class Trainer:
         groups = self.model.param_groups(t.lr_init, t.lr_basis, t.lr_dynamic_init, t.lr_dynamic_basis)
         for g in groups:
             g["initial_lr"] = g["lr"]
-        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
+        # fused (CUDA): one kernel per step, and with a GradScaler no host sync for the inf check
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=self.device.type == "cuda")
         self._set_lr()
 
     def _set_lr(self) -> None:
@@ -179,9 +180,12 @@ class Trainer:
                 self._stop(stop, self.save())
             loss, psnr = self.train_step()
             self.step += 1
-            self.elapsed = time.perf_counter() - t0
             self.after_step()
-            if self.step % self.run.progress_refresh_rate == 0 or self.step == self.train.n_iters:
+            logging_step = self.step % self.run.progress_refresh_rate == 0 or self.step == self.train.n_iters
+            if logging_step:  # the loop's only host synchronisation (values leave the device)
+                loss, psnr = float(loss), float(psnr)
+            self.elapsed = time.perf_counter() - t0
+            if logging_step:
                 self._log(loss, psnr, bar)
             if self.monitor.test_due(self.step):
                 t0 += self.monitor.test_step(self)  # test time is not training time
@@ -203,9 +207,13 @@ class Trainer:
                           depth_weight(self.step, t.n_iters, t.depth_lambda, t.depth_lambda_decay),
                           lr_factor(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio))
 
-    def train_step(self) -> tuple[float, float]:
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration -> (loss, batch PSNR) as 0-d device tensors; nothing here waits for the device."""
         self._set_lr()
-        batch = self.data.gather(self.sampler.next()).to(self.device)  # colours (+ dense depth targets)
+        batch = self.data.gather(self.sampler.next())  # colours (+ dense depth targets)
+        if self.device.type == "cuda":  # pinned host memory: the copy below runs asynchronously
+            batch = batch.pin_memory()
+        batch = batch.to(self.device)
         keypoints = self.keypoints.next() if self.keypoints is not None else None  # sparse depth rays
         label = batch.std > self.train.temporal_variance_threshold
         scales = self.step_scales()
@@ -227,7 +235,7 @@ class Trainer:
         with torch.no_grad():
             mse = losses.mse(out.rgb.float().expand_as(batch.rgb), batch.rgb) if self.model.cfg.static_only \
                 else losses.mse(out.rgb.float(), batch.rgb)
-        return float(loss.detach()), float(-10 * torch.log10(mse))
+        return loss.detach(), -10 * torch.log10(mse)
 
     def dynamic_rays(self, label: torch.Tensor) -> dict:
         """Keyword arguments of the training forward that choose which rays the dynamic branch renders.
