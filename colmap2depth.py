@@ -58,12 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude_cams", nargs="*", default=[], help="--triangulate: cameras left out (as in training)")
     p.add_argument("--seed", type=int, default=0, help="--triangulate: RANSAC seed")
     p.add_argument("--overwrite", type=int, default=0, choices=(0, 1),
-                   help="--triangulate: replace an existing model at the model folder")
+                   help="1: replace an existing output file (and, with --triangulate, the model folder)")
     p.add_argument("--sparse_dir", default="", help="COLMAP model (default DATADIR/sparse/0)")
     p.add_argument("--poses_file", default="", help="LLFF poses (default DATADIR/poses_bounds.npy)")
     p.add_argument("--image_prefix", default="", help="model image-name prefix of these cameras (static/)")
     p.add_argument("--out", default="", help="output file (default DATADIR/colmap_depth.npz)")
-    p.add_argument("--overwrite", type=int, default=0, choices=(0, 1), help="1: replace an existing output file")
     return p
 
 

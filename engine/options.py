@@ -206,9 +206,9 @@ def build_parser() -> configargparse.ArgumentParser:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    """Parse the command line; ``--resume 1 --ckpt X`` without ``--config`` uses X's stored config as defaults.
-    MixVoxels' own config files are translated on the way (:mod:`engine.mixvoxels_config`: known keys
-    mapped, the others named in one warning)."""
+    """Parse the command line; MixVoxels' own config files are translated on the way
+    (:mod:`engine.mixvoxels_config`: known keys mapped, the others named in one warning);
+    ``--resume 1 --ckpt X`` without ``--config`` uses X's stored config as defaults."""
     from engine.mixvoxels_config import translated_argv
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -133,9 +133,9 @@ class VideoRequest:
     out_dir: str = ""
     device: str = "auto"
     max_buffer_mb: int = 1024
-    overwrite: int = 0
     amp: int = -1
     render_budget_mb: float = -1
+    overwrite: int = 0
     progress: bool = True
 
 

@@ -199,10 +199,9 @@ def evaluate_run(model, data, device, run_dir: Path, history: dict | None = None
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir / "metrics.json") if merge else {}
     metrics.update(info or {})
-    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames)
+    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames, settings)
     if history and history.get("iteration"):
         plot_training_curves(history, run_dir / "training_curves.png")
-    metrics["test"] = evaluate_cameras(model, data, device, run_dir / "test", n_images, picture_frames, settings)
     metrics["train_depth"] = json_safe(train_camera_depth(model, data, device, settings))
     metrics["conventions"] = {
         "psnr": "whole-video PSNR from the MSE over all frames; psnr_per_frame_mean = mean of per-frame PSNRs",

@@ -160,7 +160,7 @@ class Trainer:
         options.save_config(self.cfg, self.run_dir / "config.txt")
         with StopRequest() as stop:
             if not self.variation_ready:
-                self.warmup_variation(stop)
+                self.warmup_variation(stop=stop)
                 self.variation_ready = True
             bar = tqdm(total=self.train.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
             try:
@@ -270,11 +270,10 @@ class Trainer:
             self.rebuild_optimizer()
             log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
 
-    def warmup_variation(self, stop: StopRequest | None = None, n_iters: int | None = None) -> None:
+    def warmup_variation(self, n_iters: int | None = None, stop: StopRequest | None = None) -> None:
         """(Re)fit the variation field against the std label (cheap: no colour heads); n_iters defaults
-        to ``n_variation_iters`` (the warm-up before the main loop).
-
-        A signal stops it at once (no checkpoint: the warm-up restarts with the next run)."""
+        to ``n_variation_iters`` (the warm-up before the main loop). A signal stops it at once (no
+        checkpoint: the warm-up restarts with the next run)."""
         n = self.train.n_variation_iters if n_iters is None else n_iters
         if n <= 0:
             return
