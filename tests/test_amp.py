@@ -89,7 +89,7 @@ def test_cuda_device_without_cuda_exits_2(tiny_scene, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
-    assert lines[-1] == "error: config: device 'cuda' requested but CUDA is not available"
+    assert lines[-1] == "error: --device 'cuda' requested but CUDA is not available"
     assert "Traceback" not in res.stderr
     assert not list(tmp_path.iterdir())  # nothing written
 
@@ -109,7 +109,7 @@ def test_lpips_runs_on_the_evaluation_device(monkeypatch, tmp_path):
 
     import numpy as np
 
-    from engine import metrics
+    from engine.evaluation import metrics
     (tmp_path / "lpips" / "weights" / "v0.1").mkdir(parents=True)
     (tmp_path / "lpips" / "weights" / "v0.1" / "alex.pth").touch()
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
