@@ -113,7 +113,7 @@ def test_lpips_runs_on_the_evaluation_device(monkeypatch, tmp_path):
     (tmp_path / "lpips" / "weights" / "v0.1").mkdir(parents=True)
     (tmp_path / "lpips" / "weights" / "v0.1" / "alex.pth").touch()
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / metrics.LPIPS_BACKBONE_FILE).touch()
+    (tmp_path / "hub" / "checkpoints" / metrics.LPIPS_BACKBONE_FILES["alex"]).touch()
     devices = []
 
     class FakeLPIPS(torch.nn.Module):
