@@ -47,6 +47,7 @@ def build_parser() -> configargparse.ArgumentParser:
                    help="refuse when fewer of the depth pixels (mean over cameras) agree across cameras")
     p.add_argument("--allow_inconsistent", type=int, default=0, help="1: export inconsistent depth (warns)")
     p.add_argument("--overwrite", type=int, default=0, help="1: replace an existing depth file")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     return p
 
 
