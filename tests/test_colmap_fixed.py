@@ -62,7 +62,7 @@ def test_fixed_pose_model_sits_at_the_files_poses(triangulated):
     c2w = colmap.model_c2w(rec, colmap.image_ids_for_cameras(rec, names))
     np.testing.assert_allclose(c2w, rig.c2w, atol=1e-6)
     with pytest.raises(UserError, match="a model exists; pass --overwrite 1"):
-        colmap2depth.main(["--datadir", str(scene), "--triangulate", "1"])
+        colmap2depth.main(["--datadir", str(scene), "--triangulate", "1", "--out", str(scene / "other.npz")])
 
 
 def test_imgs2poses_overwrite_keeps_a_backup(triangulated, tmp_path):

@@ -148,7 +148,10 @@ def _gt_table(scene: Path, rig, cams: list[str], names: list[str] | None = None)
              "x": np.concatenate([r["xy"][:, 0] for r in rows]), "y": np.concatenate([r["xy"][:, 1] for r in rows]),
              "depth": np.concatenate([r["z"] for r in rows]), "weight": 2 * np.exp(-((err / err.mean()) ** 2)),
              "reproj_error": err, "cam_names": np.array(names), "hw": np.array([h, w])}
-    return {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in table.items()}, rows
+    table = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in table.items()}
+    # the world of the table: the rig's pose of each named camera (an unknown name gets the first pose)
+    table["c2w"] = np.stack([rig.c2w[list(rig.names).index(n) if n in rig.names else 0] for n in names])
+    return table, rows
 
 
 def test_sparse_depth_targets_are_hand_computed_ndc_t(scene_copy: Path, tmp_path: Path):
@@ -273,8 +276,9 @@ def test_empty_or_missing_model_is_refused_and_nothing_is_overwritten(posed_copy
     with pytest.raises(UserError, match="empty_model: empty COLMAP model"):
         imgs2poses.main([str(posed_copy), "--sparse_dir", str(empty), "--overwrite", "1"])
     with pytest.raises(UserError, match="empty_model: empty COLMAP model"):
-        colmap2depth.main([str(posed_copy), "--sparse_dir", str(empty)])
-    line = _one_error_line(_run_script("colmap2depth.py", posed_copy, "--sparse_dir", tmp_path / "nope"))
+        colmap2depth.main([str(posed_copy), "--sparse_dir", str(empty), "--overwrite", "1"])
+    line = _one_error_line(_run_script("colmap2depth.py", posed_copy, "--sparse_dir", tmp_path / "nope",
+                                       "--overwrite", 1))
     assert line == f"error: {tmp_path / 'nope'}: COLMAP model folder not found"
     assert _snapshot(posed_copy) == before
 
@@ -284,13 +288,13 @@ def test_poses_file_of_other_cameras_or_world_is_refused(posed_copy: Path):
     cams = posed_copy / "poses_bounds_cams.txt"
     cams.write_text(cams.read_text().replace("cam03", "cam07"))
     with pytest.raises(UserError, match=r"camera\(s\) cam07; the model's images are cam00.png, "):
-        colmap2depth.main([str(posed_copy)])
+        colmap2depth.main([str(posed_copy), "--overwrite", "1"])
     cams.write_text("cam00\ncam01\n")
     with pytest.raises(UserError, match="lists 2 cameras but poses_bounds.npy has 5 rows"):
-        colmap2depth.main([str(posed_copy)])
+        colmap2depth.main([str(posed_copy), "--overwrite", "1"])
     cams.write_bytes(before["poses_bounds_cams.txt"])
     write_scene(posed_copy.parent / "gt", **dict(SFM_SCENE, n_frames=1, width=32, height=24))
     shutil.copy(SceneDir(posed_copy.parent / "gt").poses, SceneDir(posed_copy).poses)  # GT world
     with pytest.raises(UserError, match=r"not the same world\) for camera\(s\) cam00 .*cam04 "):
-        colmap2depth.main([str(posed_copy)])
+        colmap2depth.main([str(posed_copy), "--overwrite", "1"])
     assert SceneDir(posed_copy).sparse_depth.read_bytes() == before["colmap_depth.npz"]
