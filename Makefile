@@ -29,18 +29,18 @@ $(VENV)/.metrics: requirements-metrics.txt | install
 	@touch $@
 
 $(DEMO_SCENE)/meta.json: | install
-	$(PY) tools/make_synthetic_scene.py $(DEMO_SCENE) --overwrite 1
+	$(PY) -m tools.make_synthetic_scene $(DEMO_SCENE) --overwrite 1
 
 demo: install metrics $(DEMO_SCENE)/meta.json
 	$(PY) train.py --config configs/demo.txt --overwrite 1
 	$(PY) render_one_video.py --ckpt $(DEMO_RUN)/ckpt.pt --cam_num 0
-	@$(PY) tools/show_metrics.py $(DEMO_RUN)
+	@$(PY) -m tools.show_metrics $(DEMO_RUN)
 	@$(MAKE) --no-print-directory demo-depth
 
 # Static-model depth distillation on a 3-training-camera rig: static capture -> prepare_static ->
 # static model -> static_model2depth -> dynamic training without and with the depth loss.
 $(DEPTH_SCENE)/meta.json: | install
-	$(PY) tools/make_synthetic_scene.py $(DEPTH_SCENE) --n_cams 4 --n_frames 6 --width 64 --height 48 \
+	$(PY) -m tools.make_synthetic_scene $(DEPTH_SCENE) --n_cams 4 --n_frames 6 --width 64 --height 48 \
 		--n_static_views 16 --no_video --overwrite 1
 
 demo-depth: install $(DEPTH_SCENE)/meta.json
@@ -50,8 +50,8 @@ demo-depth: install $(DEPTH_SCENE)/meta.json
 	$(PY) train.py --config configs/depth/demo_dynamic.txt --expname demo_depth_off --overwrite 1
 	$(PY) train.py --config configs/depth/demo_dynamic.txt --depth_config configs/depth/static_model.txt \
 		--expname demo_depth_on --overwrite 1
-	@echo "without depth supervision:"; $(PY) tools/show_metrics.py log/demo_depth_off
-	@echo "with static-model depth:"; $(PY) tools/show_metrics.py log/demo_depth_on
+	@echo "without depth supervision:"; $(PY) -m tools.show_metrics log/demo_depth_off
+	@echo "with static-model depth:"; $(PY) -m tools.show_metrics log/demo_depth_on
 
 test: install
 	$(PY) -m pytest
@@ -60,7 +60,7 @@ lint: install
 	$(PY) -m ruff check .
 
 bench: install $(DEMO_SCENE)/meta.json
-	$(PY) bench/train_speed.py --datadir $(DEMO_SCENE)
+	$(PY) -m bench.train_speed --datadir $(DEMO_SCENE)
 
 # On a CUDA machine (README "GPU"): the one-command check, then the GPU-only tests.
 gpu-check: install

@@ -35,13 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from dataLoader import colmap
 from dataLoader.colmap_fixed import triangulate_known_poses
 from dataLoader.colmap_points import keypoint_depth_table
 from dataLoader.depth_files import save_depth_table
-from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, load_poses_bounds
 from dataLoader.scene_files import load_scene_files
+from dataLoader.scene_layout import SceneDir
 from engine.cli import refuse_existing, run_main
 from engine.depth_previews import preview_pattern, save_keypoint_previews
 from engine.stage_args import add_datadir, datadir_of, parse_with_config
@@ -80,8 +81,8 @@ def _camera_names(datadir: Path, poses: Path, n_rows: int, names) -> list[str]:
 
 def _triangulate(args, datadir: Path, poses: Path, sparse: Path):
     """Fixed-pose model of the selected cameras written to ``sparse``; -> their rig (names set)."""
-    if poses != datadir / "poses_bounds.npy":
-        raise UserError(f"--triangulate uses {datadir / 'poses_bounds.npy'}; drop --poses_file {poses}")
+    if poses != SceneDir(datadir).poses:
+        raise UserError(f"--triangulate uses {SceneDir(datadir).poses}; drop --poses_file {poses}")
     if sparse.exists() and not args.overwrite:
         raise UserError(f"{sparse}: a model exists; pass --overwrite 1 to replace it with the fixed-pose one")
     with tempfile.TemporaryDirectory(prefix="colmap2depth_") as work:
@@ -93,11 +94,12 @@ def _triangulate(args, datadir: Path, poses: Path, sparse: Path):
 def main(argv: list[str] | None = None) -> None:
     args = parse_with_config(build_parser(), argv, ("datadir", "data_root", "exclude_cams"))
     datadir = Path(datadir_of(args))
-    poses = Path(args.poses_file or datadir / "poses_bounds.npy")
-    sparse = Path(args.sparse_dir or datadir / "sparse" / "0")
-    out = Path(args.out or datadir / "colmap_depth.npz")
+    scene = SceneDir(datadir)
+    poses = Path(args.poses_file or scene.poses)
+    sparse = Path(args.sparse_dir or scene.sparse_model)
+    out = Path(args.out or scene.sparse_depth)
     if out.is_dir():
-        raise UserError(f"--out {out}: is a folder; give the output file name (e.g. {out / 'colmap_depth.npz'})")
+        raise UserError(f"--out {out}: is a folder; give the output file name (e.g. {SceneDir(out).sparse_depth})")
     refuse_existing([out], args.overwrite)
     if args.triangulate:
         rig = _triangulate(args, datadir, poses, sparse)

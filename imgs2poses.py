@@ -37,11 +37,12 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from core.errors import UserError
 from dataLoader import colmap
 from dataLoader.atomic_io import write_bytes
 from dataLoader.colmap_points import RigPoses, rig_poses
-from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, save_poses_bounds
+from dataLoader.scene_layout import SceneDir
 from engine.cli import run_main
 from engine.stage_args import add_datadir, datadir_of, parse_with_config
 
@@ -94,12 +95,12 @@ def _captures(args) -> list[Capture]:
 
 def _model_dest(args) -> Path | None:
     """Where to write the model (None when --sparse_dir already is DATADIR/sparse/0)."""
-    dest = Path(args.datadir) / "sparse" / "0"
+    dest = SceneDir(args.datadir).sparse_model
     return None if args.sparse_dir and Path(args.sparse_dir).resolve() == dest.resolve() else dest
 
 
 def _check_writable(args, caps: list[Capture]) -> None:
-    targets = [c.folder / "poses_bounds.npy" for c in caps] + [_model_dest(args)]
+    targets = [SceneDir(c.folder).poses for c in caps] + [_model_dest(args)]
     existing = [str(t) for t in targets if t is not None and t.exists()]
     if existing and not args.overwrite:
         raise UserError(f"{existing[0]}: already exists "
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         colmap.write_model(rec, dest)
     written = [str(dest)] if dest is not None else []
     for c, rig in zip(caps, rigs, strict=True):
-        out = c.folder / "poses_bounds.npy"
+        out = SceneDir(c.folder).poses
         written += backup_poses(out)
         save_poses_bounds(out, rig.c2w, rig.hwf, rig.bounds, names=rig.names)
         written += [str(out), str(cams_file(out))]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 from engine.cli import run_main
+from engine.render.static_depth import prepare_static_capture
 from engine.stage_args import add_datadir, add_downsample, datadir_of, parse_with_config
-from engine.static_depth import prepare_static_capture
 
 
 def main(argv: list[str] | None = None) -> None:

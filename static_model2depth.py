@@ -15,15 +15,14 @@ and depthmap_npy_path are read from it; its other keys are ignored.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import configargparse
 
+from dataLoader.scene_layout import DENSE_DEPTH, SceneDir
 from engine.cli import run_main
 from engine.depth_previews import preview_pattern, save_dense_previews
-from engine.setup import pick_device
+from engine.render.static_depth import DEPTH_STATS, ExportOptions, export_depth_file, report_held_out
 from engine.stage_args import add_datadir, add_downsample, datadir_of
-from engine.static_depth import DEPTH_STATS, ExportOptions, export_depth_file, report_held_out
+from engine.train.setup import pick_device
 
 
 def build_parser() -> configargparse.ArgumentParser:
@@ -37,7 +36,7 @@ def build_parser() -> configargparse.ArgumentParser:
                    help="camera rows to render (default: all but --test_cams)")
     p.add_argument("--test_cams", type=int, nargs="*", default=[0], help="held-out cameras (not rendered)")
     add_downsample(p)
-    p.add_argument("--depthmap_npy_path", default="depth/all_depth.npz", help="output (relative to datadir)")
+    p.add_argument("--depthmap_npy_path", default=DENSE_DEPTH, help="output (relative to datadir)")
     p.add_argument("--depth_stat", default="median", choices=DEPTH_STATS, help="per-pixel depth statistic")
     p.add_argument("--acc_min", type=float, default=0.5, help="no depth where static opacity is below this")
     p.add_argument("--spread_max", type=float, default=0.5,
@@ -48,19 +47,18 @@ def build_parser() -> configargparse.ArgumentParser:
                    help="refuse when fewer of the depth pixels (mean over cameras) agree across cameras")
     p.add_argument("--allow_inconsistent", type=int, default=0, help="1: export inconsistent depth (warns)")
     p.add_argument("--overwrite", type=int, default=0, help="1: replace an existing depth file")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    datadir = Path(datadir_of(a))
-    out = Path(a.depthmap_npy_path)
-    out = out if out.is_absolute() else datadir / out
+    datadir = SceneDir(datadir_of(a)).root
+    out = SceneDir(datadir).resolve(a.depthmap_npy_path)
     opts = ExportOptions(a.depth_stat, a.acc_min, a.spread_max, consistency_tol=a.consistency_tol,
                          min_consistent=a.min_consistent, allow_inconsistent=bool(a.allow_inconsistent))
-    dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample, bool(a.overwrite),
-                              pick_device(a.device), opts, tuple(a.exclude_cams))
+    dense = export_depth_file(a.ckpt, datadir, out, a.cam_num_list, a.test_cams, a.downsample,
+                              bool(a.overwrite), pick_device(a.device), opts, tuple(a.exclude_cams))
     report_held_out(a.ckpt)
     save_dense_previews(out, dense.depth, dense.mask, dense.cam_names)
     h, w = dense.hw

@@ -5,14 +5,14 @@ training_curves.png and test renders under test/.
 """
 from __future__ import annotations
 
-import opt
+from engine import options
 from engine.cli import run_main
-from engine.trainer import Trainer
+from engine.train.trainer import Trainer
 from engine.workflow import finish_training
 
 
 def main() -> None:
-    cfg = opt.resolve(opt.parse())
+    cfg = options.resolve(options.parse())
     trainer = Trainer(cfg)
     ckpt = trainer.fit()
     summary = finish_training(trainer, ckpt)

@@ -3,13 +3,13 @@
 Writes the inward scene (7 cameras on a 120 degree arc around the objects, inside a closed room;
 cam00, the middle of the arc, is the held-out test camera) once under ``--workdir``, then trains it twice
 with the same settings. With ``--points 1`` (default) the scene gets the sparse points an SfM run
-(``imgs2poses.py``) gives a real capture, emulated by ``dataLoader.synthetic_keypoints`` on the training
+(``imgs2poses.py``) gives a real capture, emulated by ``synthetic.keypoints`` on the training
 cameras; bounded mode then takes its aabb from them. ``--points 0`` leaves the cameras' frusta as the
 only source of the box. The two runs: ``--ndc_ray -1`` (the automatic choice, which must pick bounded for this rig) and
 ``--ndc_ray 1`` (NDC forced). Prints one JSON line per run and a final JSON summary with both test PSNRs
 and the gain (the issue's acceptance: bounded >= NDC + 3 dB).
 
-Usage: python bench/bounded_vs_ndc.py [--workdir /tmp/bounded_vs_ndc] [--n_iters 1000] [--points 1]
+Usage: python -m bench.bounded_vs_ndc [--workdir /tmp/bounded_vs_ndc] [--n_iters 1000] [--points 1]
        [--device auto]
 Any other ``--key value`` is passed to both training runs (e.g. ``--test_cams 3``).
 """
@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 
-import opt
 from dataLoader.depth_files import save_depth_table
-from dataLoader.synthetic_keypoints import gt_keypoint_table
-from dataLoader.synthetic_scene import write_scene
-from engine.evaluate import evaluate_camera
-from engine.trainer import Trainer
+from dataLoader.scene_layout import SceneDir
+from engine import options
+from engine.evaluation.evaluate import evaluate_camera
+from engine.train.trainer import Trainer
+from synthetic.keypoints import gt_keypoint_table
+from synthetic.scene import write_scene
 
 # Settings shared by both runs (the schedule scales with --n_iters, see schedule()).
 TRAIN_ARGS = [
@@ -48,7 +49,7 @@ def schedule(n_iters: int) -> list[str]:
 
 
 def train_and_test(scene: Path, workdir: Path, name: str, ndc_ray: str, args, rest: list[str]) -> dict:
-    cfg = opt.resolve(opt.parse(["--datadir", str(scene), "--basedir", str(workdir / "runs"), "--expname", name,
+    cfg = options.resolve(options.parse(["--datadir", str(scene), "--basedir", str(workdir / "runs"), "--expname", name,
                                  "--overwrite", "1", *schedule(args.n_iters), "--device", args.device,
                                  "--ndc_ray", ndc_ray, *TRAIN_ARGS, *rest]))
     trainer = Trainer(cfg)
@@ -85,7 +86,7 @@ def main() -> None:
     if not (args.reuse and (scene / "meta.json").is_file()):
         write_scene(scene, rig="inward", n_cams=args.n_cams, n_frames=args.n_frames, width=args.width,
                     height=args.height, n_static_views=0, video=False, overwrite=True)
-    table = scene / "colmap_depth.npz"
+    table = SceneDir(scene).sparse_depth
     table.unlink(missing_ok=True)
     if args.points:
         train_cams = [f"cam{k:02d}" for k in range(1, args.n_cams)]

@@ -8,12 +8,12 @@ AbsRel / RMSE / delta<1.25 against gt_depth (all pixels and frames, and static p
 PNG with the test camera's depth maps side by side (GT | a | b | c, frame 0).
 
 (b) uses a keypoint table in the ``colmap_depth.npz`` format built from the ground truth
-(``dataLoader.synthetic_keypoints``: FAST corners of each training camera's first frame, depth read
+(``synthetic.keypoints``: FAST corners of each training camera's first frame, depth read
 from gt_depth there, static points only, synthetic reprojection errors). imgs2poses.py /
 colmap2depth.py are not run: on this smooth-textured 64x48 scene SfM registers no model
 (BENCHMARKS.md, SfM section), and a model would put the rig in COLMAP's world, not the ground truth's.
 
-Usage: python bench/depth_gain.py [--iters 400] [--static_iters 400] [--width 64 --height 48]
+Usage: python -m bench.depth_gain [--iters 400] [--static_iters 400] [--width 64 --height 48]
        [--workdir DIR] [--reuse 1] [--runs a b c] [--depth_config configs/depth/static_model.txt]
 BENCHMARKS.md used --static_iters 500 --iters 600: 197 s on 2 idle cores (the defaults take less).
 """
@@ -30,16 +30,17 @@ import cv2
 import numpy as np
 import torch
 
-import opt
 from dataLoader.depth_files import load_dense_depth, save_depth_table
-from dataLoader.synthetic_keypoints import gt_keypoint_table
-from dataLoader.synthetic_scene import make_scene, render_view, write_scene
-from engine.evaluate import load_gt_depth
-from engine.metrics import depth_metrics, evaluate_video
-from engine.render import render_pose
-from engine.static_depth import export_depth_file, prepare_static_capture
-from engine.trainer import Trainer
-from engine.visualize import colorize_depth, save_png
+from dataLoader.scene_layout import SceneDir
+from engine import options
+from engine.evaluation.evaluate import load_gt_depth
+from engine.evaluation.metrics import depth_metrics, evaluate_video
+from engine.evaluation.visualize import colorize_depth, save_png
+from engine.render.frames import render_pose
+from engine.render.static_depth import export_depth_file, prepare_static_capture
+from engine.train.trainer import Trainer
+from synthetic.keypoints import gt_keypoint_table
+from synthetic.scene import make_scene, render_view, write_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +70,7 @@ def train(args, datadir: Path, expname: str, extra: list[str]) -> Trainer:
             "--overwrite", "1", "--device", args.device, "--seed", str(args.seed), "--render_test", "0",
             "--save_every", "1000000", "--batch_size", str(args.batch_size), "--scene_box", "-1.5", "-1.5", "-1",
             *MODEL, *extra]
-    trainer = Trainer(opt.resolve(opt.parse(argv)))
+    trainer = Trainer(options.resolve(options.parse(argv)))
     trainer.fit()
     return trainer
 
@@ -157,13 +158,13 @@ def static_stage(args, scene: Path, depth_file: Path) -> None:
 def run(args) -> None:
     t0 = time.perf_counter()
     scene = args.workdir / "scene"
-    depth_file = scene / "depth" / "all_depth.npz"
+    depth_file = SceneDir(scene).dense_depth
     if not (args.reuse and depth_file.is_file()):
         static_stage(args, scene, depth_file)
     dense = load_dense_depth(depth_file)
     table = gt_keypoint_table(scene, list(dense.cam_names), dense.hw, 200, args.seed)
-    save_depth_table(scene / "colmap_depth.npz", table)
-    maps = {"gt": np.load(scene / "gt_depth" / "cam00.npy")[0]}
+    save_depth_table(SceneDir(scene).sparse_depth, table)
+    maps = {"gt": np.load(SceneDir(scene).gt_depth("cam00"))[0]}
     labels = {"a": "a: no depth", "b": "b: sparse (GT corners)", "c": "c: static model"}
     for key in args.runs:
         extra = ["--depth_config", args.depth_config] if key == "c" else RUN_DEPTH[key]

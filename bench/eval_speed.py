@@ -4,7 +4,7 @@ Builds (once, under --scene) a synthetic scene with --cams cameras of --size W H
 (``--distinct_frames`` rendered, each held for frames / distinct frames, as in bench/gpu_check.py), trains
 --iters iterations of a small model (48^3 grid) and times ``evaluate_cameras`` on the test camera.
 Prints one JSON line (seconds, peak RSS). Usage:
-python bench/eval_speed.py [--size 640 480] [--frames 150] [--scene data/eval_bench] [--device cpu]
+python -m bench.eval_speed [--size 640 480] [--frames 150] [--scene data/eval_bench] [--device cpu]
 """
 from __future__ import annotations
 
@@ -12,19 +12,17 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-import opt  # noqa: E402
-from bench.gpu_check import build_scene  # noqa: E402
-from engine.evaluate import evaluate_cameras  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from bench.gpu_check import build_scene
+from dataLoader.scene_layout import SceneDir
+from engine import options
+from engine.evaluation.evaluate import evaluate_cameras
+from engine.train.trainer import Trainer
 
 SMALL_MODEL = ["--N_voxel_init", str(48 ** 3), "--N_voxel_final", str(48 ** 3), "--upsamp_list",
                "--update_AlphaMask_list", "--n_lamb_sigma", "4", "2", "2", "--n_lamb_sh", "8", "4", "4",
@@ -45,10 +43,10 @@ def main() -> None:
     args, rest = p.parse_known_args()
     root = Path(args.scene)
     scene = root / "scene"
-    if not (scene / "poses_bounds.npy").is_file():
+    if not (SceneDir(scene).poses).is_file():
         scene = build_scene(root, args.cams, args.frames, args.distinct_frames, *args.size)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = opt.resolve(opt.parse(["--datadir", str(scene.resolve()), "--basedir", tmp, "--expname", "eval",
+        cfg = options.resolve(options.parse(["--datadir", str(scene.resolve()), "--basedir", tmp, "--expname", "eval",
                                      "--n_iters", str(args.iters), "--device", args.device, *SMALL_MODEL, *rest]))
         trainer = Trainer(cfg)
         trainer.fit()

@@ -8,7 +8,7 @@ command runs a tiny size (4 cameras x 8 frames, 64x48, small grids; under 2 minu
 Every size flag overrides the device's default. Prints one JSON object (device, versions, iterations/s,
 rays/s, peak GPU memory, test PSNR, render frames/s, amp). A machine with a GPU runs, from the repo root::
 
-    python bench/gpu_check.py && python -m pytest -m gpu
+    python -m bench.gpu_check && python -m pytest -m gpu
 """
 from __future__ import annotations
 
@@ -16,25 +16,23 @@ import argparse
 import json
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from dataLoader.scene_layout import SceneDir, image_files
+from engine import options
+from engine.cli import run_main
+from engine.evaluation.evaluate import evaluate_camera
+from engine.precision import device_name
+from engine.render.frames import RenderSettings, iter_camera_frames
+from engine.train.setup import pick_device
+from engine.train.trainer import Trainer
+from synthetic.scene import write_scene
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-import opt  # noqa: E402
-from dataLoader.frame_cache import image_files  # noqa: E402
-from dataLoader.synthetic_scene import write_scene  # noqa: E402
-from engine.cli import run_main  # noqa: E402
-from engine.evaluate import evaluate_camera  # noqa: E402
-from engine.precision import device_name  # noqa: E402
-from engine.render import RenderSettings, iter_camera_frames  # noqa: E402
-from engine.setup import pick_device  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
 
 # (cameras, frames, distinct frames, width, height, iterations) per device type
 SIZES = {"cuda": (20, 300, 6, 676, 507, 1500), "cpu": (4, 8, 2, 64, 48, 30)}
@@ -52,14 +50,15 @@ def build_scene(root: Path, n_cams: int, n_frames: int, distinct: int, w: int, h
                 supersample=1, video=False, overwrite=True)
     scene = root / "scene"
     shutil.rmtree(scene, ignore_errors=True)
-    (scene / "frames").mkdir(parents=True)
-    for name in ("poses_bounds.npy", "poses_bounds_cams.txt"):
-        shutil.copy(root / "rendered" / name, scene / name)
-    for cam in sorted((root / "rendered" / "frames").iterdir()):
+    SceneDir(scene).frames.mkdir(parents=True)
+    rendered = SceneDir(root / "rendered")
+    for name in (rendered.poses, rendered.camera_names):
+        shutil.copy(name, scene / name.name)
+    for cam in sorted(rendered.frames.iterdir()):
         files = image_files(cam)
-        (scene / "frames" / cam.name).mkdir(parents=True)
+        (SceneDir(scene).frames / cam.name).mkdir(parents=True)
         for t in range(n_frames):
-            (scene / "frames" / cam.name / f"{t:04d}.png").symlink_to(files[t * distinct // n_frames])
+            (SceneDir(scene).frames / cam.name / f"{t:04d}.png").symlink_to(files[t * distinct // n_frames])
     return scene
 
 
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             "--expname", "run", "--overwrite", "1", "--device", str(device), "--amp", str(args.amp),
             "--n_iters", str(iters), "--save_every", str(10 ** 9), "--progress_refresh_rate", "100",
             "--render_test", "0", *SCENE_FLAGS, *([] if device.type == "cuda" else CPU_MODEL), *args.extra]
-    trainer = Trainer(opt.resolve(opt.parse(argv)))
+    trainer = Trainer(options.resolve(options.parse(argv)))
     data = trainer.data
     scene_s = time.perf_counter() - t0
     cuda = device.type == "cuda"

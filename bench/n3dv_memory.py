@@ -1,7 +1,7 @@
 """Host memory at N3DV scale: preprocess + 50 training iterations on a 20-camera, 300-frame, 1352x1014 scene.
 
 The scene is synthetic and cheap to make: ``--n_distinct`` frames per camera are rendered
-(``dataLoader.synthetic_scene``) and hard-linked to fill the 300 frame names, so the cache build
+(``synthetic.scene``) and hard-linked to fill the 300 frame names, so the cache build
 still decodes 6,000 full-size PNGs (the realistic cost) but the scene takes little disk.
 
 Memory is **peak anonymous RSS** (``RssAnon`` of /proc/self/status: heap, numpy/torch buffers),
@@ -11,7 +11,7 @@ spike shorter than the interval; VmHWM (an upper bound incl. file pages) is prin
 
 Prints JSON lines (scene, preprocess, train, summary with the published code's estimate).
 The ~25 GB cache is deleted at the end (``--keep_cache 1`` to keep), the scene too unless
-``--keep_scene 1``. Usage: python bench/n3dv_memory.py [--workdir /tmp/n3dv_bench] [--n_iters 50]
+``--keep_scene 1``. Usage: python -m bench.n3dv_memory [--workdir /tmp/n3dv_bench] [--n_iters 50]
 """
 from __future__ import annotations
 
@@ -27,11 +27,12 @@ from pathlib import Path
 
 import torch
 
-import opt
 from dataLoader.dataset import VideoDataset
-from dataLoader.synthetic_scene import write_scene
-from engine.setup import data_options
-from engine.trainer import Trainer
+from dataLoader.scene_layout import SceneDir
+from engine import options
+from engine.option_groups import data_options
+from engine.train.trainer import Trainer
+from synthetic.scene import write_scene
 
 GIB = 1024 ** 3
 
@@ -81,8 +82,8 @@ def make_scene(out: Path, n_cams: int, n_frames: int, width: int, height: int, n
     """Render n_distinct frames per camera, then hard-link them to n_frames names (blocks in order)."""
     write_scene(out, n_cams=n_cams, n_frames=n_distinct, width=width, height=height, n_static_views=0,
                 supersample=1, video=False)
-    shutil.rmtree(out / "gt_depth")  # ground truth for n_distinct frames only: not this scene's
-    for cam in sorted((out / "frames").iterdir()):
+    shutil.rmtree(SceneDir(out).gt_depth_dir)  # ground truth for n_distinct frames only: not this scene's
+    for cam in sorted(SceneDir(out).frames.iterdir()):
         for t in reversed(range(n_frames)):
             src, dst = cam / f"{t * n_distinct // n_frames:04d}.png", cam / f"{t:04d}.png"
             if dst != src:
@@ -92,7 +93,7 @@ def make_scene(out: Path, n_cams: int, n_frames: int, width: int, height: int, n
 
 def train_config(datadir: Path, basedir: Path, args, rest: list[str]):
     root = Path(__file__).resolve().parents[1]
-    return opt.resolve(opt.parse([
+    return options.resolve(options.parse([
         "--base_config", str(root / "configs/base/T.txt"), "--datadir", str(datadir), "--basedir", str(basedir),
         "--expname", "n3dv_memory", "--overwrite", "1", "--device", args.device, "--n_iters", str(args.n_iters),
         "--batch_size", "4096", "--N_voxel_init", str(args.grid ** 3), "--N_voxel_final", str(args.grid ** 3),
@@ -123,12 +124,12 @@ def main() -> None:
            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
     t0 = time.perf_counter()
-    if not (scene / "poses_bounds.npy").is_file():
+    if not SceneDir(scene).poses.is_file():
         make_scene(scene, args.n_cams, args.n_frames, args.width, args.height, args.n_distinct)
     print(json.dumps({"stage": "scene", "s": round(time.perf_counter() - t0, 1), "dir": str(scene)}), flush=True)
 
     cfg = train_config(scene, work / "runs", args, rest)
-    shutil.rmtree(scene / "cache", ignore_errors=True)
+    shutil.rmtree(SceneDir(scene).cache, ignore_errors=True)
     peak.reset()
     t0 = time.perf_counter()
     data = VideoDataset(data_options(cfg))
@@ -166,7 +167,7 @@ def main() -> None:
     print(json.dumps(summary), flush=True)
     del trainer
     if not args.keep_cache:
-        shutil.rmtree(scene / "cache", ignore_errors=True)
+        shutil.rmtree(SceneDir(scene).cache, ignore_errors=True)
     if not args.keep_scene:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,7 +10,7 @@ time) and a summary line with the means. The first line is the command that repr
 ``--curve ITERS...``: one scene (the first of ``--scenes``), test PSNR at those iterations of one run
 (train time excludes the evaluations), written as JSON and plotted to ``--png``.
 
-Usage: python bench/quality.py [--config configs/demo.txt] [--base_config F] [--iters N]
+Usage: python -m bench.quality [--config configs/demo.txt] [--base_config F] [--iters N]
        [--scenes NAME ...] [--workdir data/quality_family] [--curve 100 200 400 800] [--extra FLAGS...]
 Scenes are written once to WORKDIR/scenes (about a minute each) and reused.
 """
@@ -25,22 +25,21 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from bench.depth_gain import evaluate_test
+from engine import options
+from engine.evaluation.visualize import plot_training_curves
+from engine.train.trainer import Trainer
+from synthetic.scene import write_scene
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import opt  # noqa: E402
-from bench.depth_gain import evaluate_test  # noqa: E402
-from dataLoader.synthetic_scene import write_scene  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
-from engine.visualize import plot_training_curves  # noqa: E402
 
 
 @dataclass(frozen=True)
 class FamilyScene:
-    """One member of the family (arguments of :func:`dataLoader.synthetic_scene.write_scene`)."""
+    """One member of the family (arguments of :func:`synthetic.scene.write_scene`)."""
 
     name: str
     rig: str
@@ -123,7 +122,7 @@ class CurveTrainer(Trainer):
 
 def run_scene(args, spec: FamilyScene) -> dict:
     datadir = ensure_scene(spec, args.workdir / "scenes")
-    trainer = Trainer(opt.resolve(opt.parse(train_argv(args, datadir, f"{args.tag}_{spec.name}"))))
+    trainer = Trainer(options.resolve(options.parse(train_argv(args, datadir, f"{args.tag}_{spec.name}"))))
     trainer.fit()
     metrics, _ = evaluate_test(trainer)
     return {"scene": spec.name, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
@@ -135,7 +134,7 @@ def run_scene(args, spec: FamilyScene) -> dict:
 def run_curve(args) -> None:
     spec = BY_NAME[args.scenes[0]]
     datadir = ensure_scene(spec, args.workdir / "scenes")
-    cfg = opt.resolve(opt.parse(train_argv(args, datadir, f"{args.tag}_curve_{spec.name}")))
+    cfg = options.resolve(options.parse(train_argv(args, datadir, f"{args.tag}_curve_{spec.name}")))
     trainer = CurveTrainer(cfg, args.curve)
     trainer.fit()
     png = args.png or args.workdir / f"curve_{args.tag}_{spec.name}.png"
@@ -165,7 +164,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     args.workdir = args.workdir.resolve()
-    emit({"command": "python bench/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])})
+    emit({"command": "python -m bench.quality " + " ".join(shlex.quote(a) for a in sys.argv[1:])})
     if args.curve:
         run_curve(args)
         return

@@ -3,7 +3,7 @@
 Prints one JSON line per measurement (best of ``--repeats``) and a summary line. "rays_per_s" counts
 pixels rendered per second; for a camera video each ray yields all T frames at once
 (``ray_frames_per_s`` = rays/s x T), for a path each pose keeps one frame of its rays.
-Usage: python bench/render_speed.py --ckpt log/demo/ckpt.pt [--size 96 72] [--device cpu]
+Usage: python -m bench.render_speed --ckpt log/demo/ckpt.pt [--size 96 72] [--device cpu]
 (``make demo`` writes that checkpoint).
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from engine.checkpoint import load_model
-from engine.paths import make_path
-from engine.render import iter_camera_frames, iter_path_frames, model_frames
-from engine.setup import pick_device
+from engine.render.camera_paths import make_path
+from engine.render.frames import iter_camera_frames, iter_path_frames, model_frames
+from engine.train.setup import pick_device
 
 
 def best_time(fn, repeats: int) -> float:

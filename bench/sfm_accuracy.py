@@ -1,7 +1,7 @@
 """SfM accuracy of imgs2poses.py + colmap2depth.py on the synthetic scene; one JSON line per variant.
 
 For each variant a one-frame synthetic scene is written with
-``dataLoader.synthetic_scene.write_scene`` (frames/camXX/0000.png, poses_bounds.npy,
+``synthetic.scene.write_scene`` (frames/camXX/0000.png, poses_bounds.npy,
 gt_depth/camXX.npy), the ground-truth poses are kept, and the two stages run on the
 scene dir. The SfM cameras are aligned to the ground truth by a similarity: the
 rotation from the cameras' orientations (chordal mean; a centres-only Umeyama fit is
@@ -18,7 +18,7 @@ multi-scale albedo detail, ``write_scene(texture="detailed")``) at 96 x 72 .. 48
 the true focal as a fixed prior, at 480 x 360 self-calibrating, and at 320 x 240 together with
 8 static-capture views (``--static_dir``; the static poses are judged with the video rig's
 similarity). Scenes are rendered with ``--supersample`` (default 3, the generator's) rays per pixel axis.
-Usage: python bench/sfm_accuracy.py [--only detailed_320 ...] [--seeds 0 1 2]
+Usage: python -m bench.sfm_accuracy [--only detailed_320 ...] [--seeds 0 1 2]
 """
 from __future__ import annotations
 
@@ -36,10 +36,11 @@ import numpy as np
 
 import colmap2depth
 import imgs2poses
-from dataLoader import synthetic_scene
+from core.errors import UserError
 from dataLoader.depth_files import SparseDepth, load_sparse_depth
-from dataLoader.errors import UserError
 from dataLoader.poses import load_poses_bounds
+from dataLoader.scene_layout import SceneDir
+from synthetic import scene as synthetic_scene
 
 VARIANTS = {  # name: (width, height, texture, fixed focal prior, static views)
     "smooth_96": (96, 72, "smooth", False, 0),
@@ -106,11 +107,11 @@ def _summary(err: dict, rel: np.ndarray, prefix: str = "") -> dict:
 
 def _evaluate(capture: Path, gt, prefix: str = "", sim=None, size=None) -> tuple[dict, dict]:
     """Compare ``capture``'s SfM poses + colmap_depth.npz with its GT rig ``gt`` (read before SfM)."""
-    est = load_poses_bounds(capture / "poses_bounds.npy")
+    est = load_poses_bounds(SceneDir(capture).poses)
     assert est.names == gt.names
     err = pose_errors(est.c2w, gt.c2w, sim, size)
-    gt_depth = [np.load(capture / "gt_depth" / f"{n}.npy")[0] for n in gt.names]
-    rel = depth_relerr(load_sparse_depth(capture / "colmap_depth.npz"), err["sim"][0], gt_depth)
+    gt_depth = [np.load(SceneDir(capture).gt_depth(n))[0] for n in gt.names]
+    rel = depth_relerr(load_sparse_depth(SceneDir(capture).sparse_depth), err["sim"][0], gt_depth)
     return err, {**_summary(err, rel, prefix), f"{prefix}registered": len(est), f"{prefix}focal_est": est.hwf[2]}
 
 
@@ -121,8 +122,8 @@ def run_variant(scene_dir: Path, focal_prior: bool, static: bool = False) -> dic
     with the video rig's similarity: both captures must come out in one world.
     """
     video, still = scene_dir, scene_dir / "static"
-    gt = load_poses_bounds(video / "poses_bounds.npy")
-    gt_still = load_poses_bounds(still / "poses_bounds.npy") if static else None
+    gt = load_poses_bounds(SceneDir(video).poses)
+    gt_still = load_poses_bounds(SceneDir(still).poses) if static else None
     argv = [str(video), "--overwrite", "1"]
     if static:
         argv += ["--static_dir", str(still)]
@@ -136,7 +137,7 @@ def run_variant(scene_dir: Path, focal_prior: bool, static: bool = False) -> dic
     err, summary = _evaluate(video, gt)
     out.update(summary)
     if static:
-        colmap2depth.main([str(still), "--sparse_dir", str(video / "sparse/0"), "--image_prefix", "static/"])
+        colmap2depth.main([str(still), "--sparse_dir", str(SceneDir(video).sparse_model), "--image_prefix", "static/"])
         out.update(_evaluate(still, gt_still, "static_", err["sim"], err["size"])[1], static_n_views=len(gt_still))
     return out
 

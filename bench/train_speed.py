@@ -1,7 +1,7 @@
 """Training speed on the demo scene: rays/s, iterations/s, peak RSS, test PSNR at wall-clock budgets.
 
 Prints one JSON line per budget and a final summary line. Evaluation time is excluded from
-the budgets. Usage: python bench/train_speed.py [--datadir data/synthetic_demo] [--budgets 60 180 300]
+the budgets. Usage: python -m bench.train_speed [--datadir data/synthetic_demo] [--budgets 60 180 300]
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import opt
-from engine.metrics import video_psnr
-from engine.render import render_pose
-from engine.trainer import Trainer
+from engine import options
+from engine.evaluation.metrics import video_psnr
+from engine.render.frames import render_pose
+from engine.train.trainer import Trainer
 
 
 def test_psnr(trainer: Trainer) -> float:
@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     args, rest = p.parse_known_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = opt.resolve(opt.parse(["--config", args.config, "--datadir", str(Path(args.datadir).resolve()),
+        cfg = options.resolve(options.parse(["--config", args.config, "--datadir", str(Path(args.datadir).resolve()),
                                      "--basedir", tmp, "--device", args.device, "--render_test", "0", *rest]))
         trainer = Trainer(cfg)
         budgets = sorted(args.budgets)

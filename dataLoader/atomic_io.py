@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 LOW_SPACE = 1 << 16  # free bytes below which an unexplained write error is reported as a full disk
 _REASONS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",

@@ -31,9 +31,9 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
+from core.errors import UserError
 from dataLoader.atomic_io import atomic_dir
-from dataLoader.errors import UserError
-from dataLoader.frame_cache import image_files, image_size, list_cameras
+from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def camera_folders(datadir: Path) -> list[Path]:
     dirs = list_cameras(datadir)
     if [d.name for d in dirs] != sorted((d.name for d in dirs), key=natural_key):
         log.warning("%s: camera folders are not zero-padded; rows follow string order %s",
-                    datadir / "frames", [d.name for d in dirs])
+                    SceneDir(datadir).frames, [d.name for d in dirs])
     return dirs
 
 
@@ -63,17 +63,18 @@ def list_capture_images(datadir: Path, frame_idx: int = 0, one_each: bool = Fals
     folder; with ``one_each`` every folder must hold exactly one image (static capture).
     Otherwise ``datadir/images/*``: every image, numeric-aware order, named by file stem.
     """
-    datadir, out = Path(datadir), []
-    if (datadir / "frames").is_dir():
-        for cam in camera_folders(datadir):
+    scene, out = SceneDir(datadir), []
+    if scene.frames.is_dir() and one_each:
+        camera_folders(scene.root)  # warns about the row order
+        out = list(zip(*scene.one_image_per_camera()))
+    elif scene.frames.is_dir():
+        for cam in camera_folders(scene.root):
             files = image_files(cam)
-            if one_each and len(files) != 1:
-                raise UserError(f"{cam}: expected exactly one image, found {len(files)}")
             if not 0 <= frame_idx < len(files):
                 raise UserError(f"{cam}: no frame {frame_idx} (the folder has {len(files)} images)")
-            out.append((cam.name, files[0 if one_each else frame_idx]))
-    elif (datadir / "images").is_dir():
-        out = [(p.stem, p) for p in sorted(image_files(datadir / "images"), key=lambda p: natural_key(p.name))]
+            out.append((cam.name, files[frame_idx]))
+    elif scene.images.is_dir():
+        out = [(p.stem, p) for p in sorted(image_files(scene.images), key=lambda p: natural_key(p.name))]
     else:
         raise UserError(f"{datadir}: no images (expected frames/camXX/ folders or an images/ folder)")
     if not out or len({n for n, _ in out}) != len(out):

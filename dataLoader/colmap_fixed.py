@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
+from core.errors import UserError
 from dataLoader import colmap
-from dataLoader.errors import UserError
 from dataLoader.scene_files import SceneFiles, load_scene_files
 
 log = logging.getLogger(__name__)

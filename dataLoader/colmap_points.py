@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pycolmap
 
+from core.errors import UserError
 from dataLoader.colmap import image_ids_for_cameras, model_w2c, opencv_w2c_to_opengl_c2w, shared_intrinsics
-from dataLoader.errors import UserError
 
 BOUNDS_PERCENTILES = (0.1, 99.9)  # LLFF's near/far percentiles of visible points' camera z
 

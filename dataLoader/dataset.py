@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dataLoader.errors import UserError
+from core.errors import UserError
+from dataLoader.depth_targets import DenseDepthTargets, DepthTargetOptions, KeypointTargets
 from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, target_size
 from dataLoader.poses import CameraRig, SceneNormalization
-from dataLoader.rays import camera_rays, ndc_rays, pixel_directions
+from dataLoader.rays import pose_rays
 from dataLoader.rig_geometry import (
     NDC_BOX,
     bounded_scene_box,
@@ -26,6 +27,7 @@ from dataLoader.rig_geometry import (
     view_spread_deg,
 )
 from dataLoader.scene_files import frames_factor, load_scene_files
+from dataLoader.scene_layout import SceneDir, check_aspect
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -47,23 +49,7 @@ class DataOptions:
     ndc: bool | None = None  # None: forward-facing rigs get NDC rays, others bounded metric rays
     std_blur_kernel: int = 0  # 0: auto
     exclude_cams: tuple[str, ...] = ()  # camera names whose frames and pose rows are dropped
-
-
-def check_aspect(rig: CameraRig, hw: tuple[int, int], poses_path: Path) -> None:
-    """UserError when the frames' aspect ratio differs from the poses file's intrinsics by over 1 %."""
-    ph, pw, _ = rig.hwf
-    if abs(hw[1] / hw[0] - pw / ph) > 0.01 * pw / ph:
-        raise UserError(f"{poses_path}: pose intrinsics are {pw:.0f}x{ph:.0f} but frames are "
-                        f"{hw[1]}x{hw[0]} (different aspect ratio)")
-
-
-def check_rig_matches_cameras(rig: CameraRig, cam_names: tuple[str, ...], poses_path: Path) -> None:
-    if len(rig) != len(cam_names):
-        raise UserError(f"{poses_path}: {len(rig)} pose rows but {len(cam_names)} camera folders "
-                        f"({', '.join(cam_names)})")
-    if rig.names is not None and tuple(rig.names) != tuple(cam_names):
-        raise UserError(f"{poses_path}: camera names {list(rig.names)} do not match the frame folders "
-                        f"{list(cam_names)}")
+    depth: DepthTargetOptions = DepthTargetOptions()  # depth targets gathered with the colours
 
 
 def scene_aabb(scene_box) -> np.ndarray:
@@ -107,7 +93,7 @@ class VideoDataset:
         self.excluded = scene.excluded
         check_aspect(self.rig, src.hw, poses_path)
         self.cam_names = src.cam_names
-        factor = frames_factor(self.rig, src.hw, opts.downsample, datadir / "frames")
+        factor = frames_factor(self.rig, src.hw, opts.downsample, SceneDir(datadir).frames)
         small = target_size(src.hw, factor)
         if min(small) < MIN_SIDE:
             raise UserError(f"--downsample_train {opts.downsample:g}: the {src.hw[1]}x{src.hw[0]} frames would be "
@@ -128,6 +114,9 @@ class VideoDataset:
         origins, dirs = zip(*(self.camera_rays(k) for k in self.train_idx))
         self.train_origins = torch.cat(origins)
         self.train_dirs = torch.cat(dirs)
+        source = opts.depth.source
+        self.dense_depth = DenseDepthTargets(opts.depth, self) if source == "static_model" else None
+        self.keypoints = KeypointTargets(opts.depth, self, self.cache.std) if source == "colmap" else None
 
     def _normalization(self, opts: DataOptions, find_box: bool = True) -> SceneNormalization:
         """The scene's own normalization; without ``find_box`` its aabb is left empty (world checks ignore it)."""
@@ -172,8 +161,9 @@ class VideoDataset:
 
     def camera_rays(self, k: int, c2w_norm: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Rays of camera k (or of a given normalized pose [3, 4]) -> origins, dirs [H*W, 3] float32."""
-        return rays_from_pose(self.c2w[k] if c2w_norm is None else c2w_norm, self.h, self.w, self.focal,
-                              self.normalization)
+        rays = pose_rays(self.c2w[k] if c2w_norm is None else c2w_norm, self.h, self.w, self.focal,
+                         self.normalization)
+        return rays.origins, rays.dirs
 
     def camera_table(self) -> dict:
         """The rig as stored in checkpoints: normalized c2w [K, 3, 4], size, focal, names, split, and
@@ -193,7 +183,7 @@ class VideoDataset:
         return np.asarray(self.train_idx)[ray_idx // hw], ray_idx % hw
 
     def gather(self, ray_idx: np.ndarray) -> RayBatch:
-        """Train rays [B] with colours rgb [B, T, 3] float and std [B]."""
+        """Train rays [B] with colours rgb [B, T, 3] float, std [B] and, with dense depth, its targets [B]."""
         ray_idx = np.asarray(ray_idx)
         cam, pix = self.pixel_of(ray_idx)
         frames = self.cache.frames.reshape(len(self.cam_names), self.h * self.w, self.n_frames, 3)
@@ -202,20 +192,13 @@ class VideoDataset:
         rgb[order] = frames[cam[order], pix[order]]
         std = self.cache.std.reshape(len(self.cam_names), -1)[cam, pix]
         idx = torch.from_numpy(ray_idx)
-        return RayBatch(self.train_origins[idx], self.train_dirs[idx],
-                        rgb=torch.from_numpy(rgb).float().div_(255), std=torch.from_numpy(std))
+        batch = RayBatch(self.train_origins[idx], self.train_dirs[idx],
+                         rgb=torch.from_numpy(rgb).float().div_(255), std=torch.from_numpy(std))
+        if self.dense_depth is not None:
+            batch.depth, batch.depth_sigma, batch.depth_weight = self.dense_depth.gather(idx)
+        return batch
 
     def frames_of(self, k: int) -> np.ndarray:
         """uint8 [T, H, W, 3] frames of camera k."""
         return np.ascontiguousarray(np.moveaxis(np.asarray(self.cache.frames[k]), 2, 0))
 
-
-def rays_from_pose(c2w_norm: np.ndarray, h: int, w: int, focal: float,
-                   norm: SceneNormalization) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalized camera [3, 4] -> ray-space origins, dirs [H*W, 3] float32 (NDC when norm.ndc)."""
-    dirs_cam = pixel_directions(h, w, focal)
-    origins, dirs = camera_rays(torch.as_tensor(c2w_norm, dtype=torch.float64), dirs_cam)
-    if norm.ndc:
-        ph, pw, pf = norm.ndc_hwf
-        origins, dirs = ndc_rays(ph, pw, pf, origins, dirs)
-    return origins.float(), dirs.float()

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from dataLoader.atomic_io import save_npz
-from dataLoader.errors import UserError
 
 
 @dataclass

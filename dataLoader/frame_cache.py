@@ -29,8 +29,9 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm import tqdm
 
+from core.errors import UserError
 from dataLoader.atomic_io import save_npy, write_error, write_text
-from dataLoader.errors import UserError
+from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras, unreadable_image
 
 try:
     import fcntl
@@ -39,7 +40,6 @@ except ImportError:  # Windows: no cross-process lock
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
@@ -51,60 +51,26 @@ class FrameSource:
     hw: tuple[int, int]
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Image files of ``folder`` (png/jpg, no hidden files) sorted as strings: the frame order everywhere."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-
-
-def list_cameras(datadir: Path, exclude: tuple[str, ...] = ()) -> list[Path]:
-    """Sorted camera folders ``frames/camXX`` (hidden ones and the names in ``exclude`` skipped)."""
-    frames = datadir / "frames"
-    if not frames.is_dir():
-        raise UserError(f"{frames}: no frames folder (run tools/prepare_video.py on the videos first)")
-    cams = sorted(p for p in frames.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and p.name not in exclude)
-    if not cams:
-        raise UserError(f"{frames}: no camera folders")
-    return cams
-
-
-def _unreadable(path: Path, exc: Exception) -> UserError:
-    """One line whatever the decoder printed (imageio's messages span several lines)."""
-    detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-    if Path(path).is_file() and Path(path).stat().st_size == 0:
-        detail = "empty file"
-    return UserError(f"{path}: unreadable image ({detail})")
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file; UserError naming it when it cannot be read."""
-    try:
-        props = iio.improps(path)
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
-        raise _unreadable(path, exc) from None
-    return int(props.shape[0]), int(props.shape[1])
-
-
 def scan_frames(datadir: Path, frame_start: int = 0, n_frames: int = -1,
                 exclude: tuple[str, ...] = ()) -> FrameSource:
     """Validate ``frames/camXX/*`` and select [frame_start, frame_start + n_frames) of every camera
     (camera folders named in ``exclude`` are skipped unread)."""
+    frames = SceneDir(datadir).frames
     cams = list_cameras(datadir, exclude)
     all_files = [image_files(c) for c in cams]
     counts = {c.name: len(f) for c, f in zip(cams, all_files)}
     if len(set(counts.values())) != 1:
-        raise UserError(f"{datadir / 'frames'}: cameras have different frame counts {counts}")
+        raise UserError(f"{frames}: cameras have different frame counts {counts}")
     total = next(iter(counts.values()))
     if total == 0:
-        raise UserError(f"{datadir / 'frames'}: camera folders hold no images")
+        raise UserError(f"{frames}: camera folders hold no images")
     end = total if n_frames < 0 else frame_start + n_frames
     if frame_start < 0 or end > total or end <= frame_start:
-        raise UserError(f"{datadir / 'frames'}: frame range [{frame_start}, {end}) is outside the "
+        raise UserError(f"{frames}: frame range [{frame_start}, {end}) is outside the "
                         f"{total} available frames")
     sizes = {c.name: image_size(f[0]) for c, f in zip(cams, all_files)}
     if len(set(sizes.values())) != 1:
-        raise UserError(f"{datadir / 'frames'}: cameras have different image sizes {sizes}")
+        raise UserError(f"{frames}: cameras have different image sizes {sizes}")
     files = tuple(tuple(f[frame_start:end]) for f in all_files)
     return FrameSource(tuple(c.name for c in cams), files, next(iter(sizes.values())))
 
@@ -135,7 +101,7 @@ def read_frame(path: Path, hw: tuple[int, int], source_hw: tuple[int, int] | Non
     try:
         img = iio.imread(path)
     except Exception as exc:  # noqa: BLE001
-        raise _unreadable(path, exc) from None
+        raise unreadable_image(path, exc) from None
     if source_hw is not None and img.shape[:2] != tuple(source_hw):
         raise UserError(f"{path}: frame is {img.shape[1]}x{img.shape[0]} but the capture's frames are "
                         f"{source_hw[1]}x{source_hw[0]} (every frame of every camera must have one size)")
@@ -257,7 +223,7 @@ def build_cache(datadir: Path, src: FrameSource, downsample: float, blur_kernel:
     is renamed to ``cache/<key>`` only when complete, so a partial cache is never trusted.
     """
     key = cache_key(src, downsample, blur_kernel)
-    root = datadir / "cache"
+    root = SceneDir(datadir).cache
     final = root / key
     shape = (len(src.files), *target_size(src.hw, downsample), len(src.files[0]), 3)
     if _cache_intact(final, shape):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from dataLoader.atomic_io import save_npy, write_text
-from dataLoader.errors import UserError
 
 NEAR_FACTOR = 0.75
 ROTATION_TOL = 1e-3  # max |R^T R - I| entry and |det R - 1| accepted for a camera rotation
@@ -70,7 +70,7 @@ def opengl_to_llff(r_gl: np.ndarray) -> np.ndarray:
     return np.stack([-r_gl[..., 1], r_gl[..., 0], r_gl[..., 2]], axis=-1)
 
 
-def parse_poses_bounds(arr: np.ndarray, source: str = "poses_bounds.npy") -> CameraRig:
+def parse_poses_bounds(arr: np.ndarray, source: str = "poses array") -> CameraRig:
     """[K, 17] LLFF array -> :class:`CameraRig`. Raises UserError on bad content."""
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 17:

@@ -10,7 +10,12 @@ z = Z < -1 sits at NDC ray parameter ``t = 1 + 1/Z``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+
+from dataLoader.poses import SceneNormalization
 
 
 def pixel_directions(h: int, w: int, focal: float, xy: torch.Tensor | None = None) -> torch.Tensor:
@@ -54,6 +59,31 @@ def ndc_rays(h: float, w: float, focal: float, origins: torch.Tensor, dirs: torc
         -2 * near / oz,
     ], -1)
     return o_ndc, d_ndc
+
+
+@dataclass(frozen=True)
+class PoseRays:
+    """Rays through pixels of one normalized camera (the one ray recipe of the toolkit).
+
+    origins, dirs: [N, 3] float32 in the model's ray space (NDC when the normalization says so);
+    cam_o, cam_d: [N, 3] float64 normalized-world camera rays (cam-z = -1), for depth conversions.
+    """
+
+    origins: torch.Tensor
+    dirs: torch.Tensor
+    cam_o: torch.Tensor
+    cam_d: torch.Tensor
+
+
+def pose_rays(c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization,
+              xy: torch.Tensor | None = None) -> PoseRays:
+    """Normalized camera [3, 4] -> rays through pixel coords xy [N, 2] (default: every pixel centre, row-major)."""
+    cam_o, cam_d = camera_rays(torch.as_tensor(c2w_norm, dtype=torch.float64), pixel_directions(h, w, focal, xy))
+    origins, dirs = cam_o, cam_d
+    if norm.ndc:
+        ph, pw, pf = norm.ndc_hwf
+        origins, dirs = ndc_rays(ph, pw, pf, cam_o, cam_d)
+    return PoseRays(origins.float(), dirs.float(), cam_o, cam_d)
 
 
 def world_z_to_ndc_t(z: torch.Tensor, near: float = 1.0) -> torch.Tensor:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataLoader.errors import UserError
-from dataLoader.frame_cache import FrameSource, list_cameras, scan_frames, target_size
+from core.errors import UserError
+from dataLoader.frame_cache import FrameSource, scan_frames, target_size
 from dataLoader.poses import CameraRig, load_poses_bounds
+from dataLoader.scene_layout import SceneDir, list_cameras
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def load_scene_files(datadir: str | Path, frame_start: int = 0, n_frames: int = 
                      exclude: tuple[str, ...] = ()) -> SceneFiles:
     """Validated poses and frames of ``datadir`` without the cameras named in ``exclude``."""
     datadir = Path(datadir)
-    poses_path = datadir / "poses_bounds.npy"
+    poses_path = SceneDir(datadir).poses
     rig = load_poses_bounds(poses_path)
     exclude = tuple(exclude)
     folders = tuple(p.name for p in list_cameras(datadir))

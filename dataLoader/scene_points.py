@@ -19,15 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import UserError
 from dataLoader.depth_files import load_sparse_depth
-from dataLoader.errors import UserError
 from dataLoader.poses import CameraRig
 from dataLoader.rays import pixel_directions
+from dataLoader.scene_layout import SceneDir
 
 log = logging.getLogger(__name__)
 
-DEPTH_TABLE = "colmap_depth.npz"
-SPARSE_MODEL = Path("sparse") / "0"
 
 
 def depth_table_points(path: Path, rig: CameraRig, cam_names) -> np.ndarray:
@@ -54,9 +53,8 @@ def model_points(sparse_dir: Path, rig: CameraRig, cam_names) -> np.ndarray:
 
 def scene_points(datadir: Path, rig: CameraRig, cam_names) -> tuple[np.ndarray, str] | None:
     """(world points [M, 3], source path) from the first usable source, or None."""
-    datadir = Path(datadir)
-    for rel, reader in ((DEPTH_TABLE, depth_table_points), (SPARSE_MODEL, model_points)):
-        path = datadir / rel
+    scene = SceneDir(datadir)
+    for path, reader in ((scene.sparse_depth, depth_table_points), (scene.sparse_model, model_points)):
         if not path.exists():
             continue
         try:

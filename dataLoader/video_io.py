@@ -27,8 +27,9 @@ import imageio_ffmpeg
 import numpy as np
 from tqdm import tqdm
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_error, write_png
-from dataLoader.errors import UserError
+from dataLoader.scene_layout import SceneDir
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def extract_frames(datadir: str | Path, frame_start: int = 0, n_frames: int = -1
         raise UserError(f"empty or negative frame range (frame_start {frame_start}, n_frames {n_frames})")
     videos = list_videos(datadir)
     stems = [v.stem for v in videos]
-    frames_dir = datadir / "frames"
+    frames_dir = SceneDir(datadir).frames
     _check_targets(frames_dir, stems, overwrite)
     infos = [probe_video(v) for v in videos]
     _check_sizes(infos)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import UserError
 from dataLoader.atomic_io import save_torch
-from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization
 from models import build_model
 from models.alpha_mask import AlphaMask

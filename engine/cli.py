@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -9,7 +9,7 @@ import argparse
 import math
 from pathlib import Path
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 CONFIG_FLAGS = ("--config", "--base_config", "--depth_config")
 POSITIVE_INTS = ("n_iters", "batch_size", "save_every", "progress_refresh_rate", "N_voxel_init", "N_voxel_final",

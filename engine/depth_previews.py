@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.errors import UserError
 from dataLoader import colmap
-from dataLoader.errors import UserError
 from dataLoader.video_io import read_png
+from engine.evaluation.visualize import save_png
 from engine.panels import depth_map_preview, keypoint_preview
-from engine.visualize import save_png
 
 
 def preview_path(out: Path, cam: str) -> Path:

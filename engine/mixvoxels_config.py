@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_text
-from dataLoader.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,13 @@ import numpy as np
 import torch
 
 from dataLoader.atomic_io import write_json
-from engine.evaluate import load_gt_depth
-from engine.metrics import psnr as mse_to_psnr
+from engine.evaluation.evaluate import load_gt_depth
+from engine.evaluation.metrics import psnr as mse_to_psnr
+from engine.evaluation.report import ERROR_VMAX, chosen_frames
+from engine.evaluation.visualize import save_png
 from engine.panels import depth_panel, frame_panel
-from engine.render import RenderSettings, iter_camera_frames
-from engine.report import ERROR_VMAX, chosen_frames
-from engine.schedule import lr_factor
-from engine.supervision import depth_weight_at
-from engine.visualize import save_png
+from engine.render.frames import RenderSettings, iter_camera_frames
+from engine.train.schedule import depth_weight, lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +119,11 @@ class Monitor:
         w.add_scalar("grid/voxels", float(np.prod(trainer.model.resolution)), step)
         w.add_scalar("grid/samples_per_ray", trainer.model.n_samples, step)
         w.add_scalar("speed/rays_per_s", rays_s, step)
-        fraction = getattr(trainer.depth, "last_fraction", None)
+        fraction = trainer.depth_fraction
         if fraction is not None:
             w.add_scalar("depth/supervised_fraction", float(fraction), step)
-            w.add_scalar("depth/weight", depth_weight_at(self.cfg, step), step)
+            w.add_scalar("depth/weight", depth_weight(step, self.cfg.n_iters, self.cfg.depth_lambda,
+                                                      self.cfg.depth_lambda_decay), step)
 
     # ------------------------------------------------------------------ periodic test
     def test_due(self, step: int) -> bool:

@@ -18,7 +18,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from engine.render import disparity_range
+from engine.render.frames import disparity_range
 
 TILE_PX = (240, 640)  # each tile is drawn between these widths (pixels)
 DEPTH_CMAP = "turbo"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 MIN_FP16_CAPABILITY = (5, 3)  # native half arithmetic
 

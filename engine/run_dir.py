@@ -20,8 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_error
-from dataLoader.errors import UserError
 
 try:
     import fcntl

@@ -10,15 +10,17 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from dataLoader.scene_layout import SceneDir
+from engine.options import upgrade_config
+
 
 def depth_record(cfg: dict) -> dict:
     """The depth supervision a config asks for: {"source": "none"} or source, file, loss and weights."""
-    if not cfg.get("use_depth"):
+    source = upgrade_config(cfg).get("depth_source", "none")
+    if source == "none":
         return {"source": "none"}
-    colmap = bool(cfg.get("use_colmap_depth"))
-    rel = Path(cfg["colmap_depth_path"] if colmap else cfg["depthmap_npy_path"])
-    return {"source": "colmap" if colmap else "static_model",
-            "file": str(rel if rel.is_absolute() else Path(cfg["datadir"]) / rel),
+    rel = cfg["colmap_depth_path"] if source == "colmap" else cfg["depthmap_npy_path"]
+    return {"source": source, "file": str(SceneDir(cfg["datadir"]).resolve(rel)),
             "loss": cfg.get("depth_loss"), "lambda": cfg.get("depth_lambda"),
             "lambda_decay": cfg.get("depth_lambda_decay")}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 DOWNSAMPLE_HELP = ("work at the capture size (H, W in poses_bounds.npy; the videos' size) divided by this, "
                    "the same number in every stage")

@@ -13,20 +13,27 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from dataLoader.atomic_io import atomic_dir
-from dataLoader.errors import UserError
 from dataLoader.frame_cache import target_size
 from engine.checkpoint import load_model
 from engine.cli import refuse_existing
-from engine.evaluate import evaluate_run, write_metrics
-from engine.paths import PATHS, CameraPath, load_path_file, make_path
+from engine.evaluation.evaluate import evaluate_run, write_metrics
+from engine.evaluation.report import write_report
+from engine.evaluation.visualize import plot_training_curves
 from engine.precision import resolve_precision
-from engine.render import MODES, RenderSettings, iter_camera_frames, iter_path_frames, model_frames, write_render_video
-from engine.report import write_report
+from engine.render.camera_paths import PATHS, CameraPath, load_path_file, make_path
+from engine.render.frames import (
+    MODES,
+    RenderSettings,
+    iter_camera_frames,
+    iter_path_frames,
+    model_frames,
+    write_render_video,
+)
 from engine.run_info import data_record, run_record
-from engine.setup import environment, pick_device
-from engine.signals import TrainingInterrupted
-from engine.visualize import plot_training_curves
+from engine.train.setup import environment, pick_device
+from engine.train.signals import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +216,7 @@ def evaluate_checkpoint(ckpt: str, device: str = "auto", datadir: str = "", n_im
     """Evaluate a checkpoint's test cameras on its training data (``datadir`` overrides the stored path);
     updates RUN/metrics.json, the per-frame CSVs, pictures and RUN/report.html. Returns a summary."""
     from dataLoader.dataset import VideoDataset  # the dataset pulls in the frame cache; import lazily
-    from engine.setup import data_options
+    from engine.option_groups import data_options
 
     dev = pick_device(device)
     settings = RenderSettings(resolve_precision(amp, dev), render_budget_mb)

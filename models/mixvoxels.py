@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import objective
 from models import volume_rendering as vr
 from models.alpha_mask import AlphaMask, dilate_and_threshold, occupied_box
 from models.heads import StaticColorHead, TimeColorHead, TimeDensityHead
+from models.objective import ObjectiveWeights, StepScales
 from models.tensor_vm import VMField
 from models.types import RayBatch, RenderOutput
 
@@ -43,8 +45,8 @@ class ModelConfig:
     data_dim_density: int = 27
     data_dim_color: int = 27
     static_featureC: int = 128
-    featureC: int = 128
-    featureD: int = 128
+    featureC: int = 256
+    featureD: int = 256
     voxel_init_static: float = 0.1
     voxel_init_dynamic: float = 0.1
     fea2denseAct: str = "relu"
@@ -181,9 +183,7 @@ class MixVoxels(nn.Module):
         acc = weights.sum(-1)
         static_depth = (weights * t).sum(-1)
 
-        logits = xyz.new_full((n, s), -30.0)
-        if not self.cfg.static_only:
-            put(logits, valid, self.variation(xyz_n[valid]))
+        logits = self.variation_logits(xyz_n, valid)
         ray_logit = logits.max(-1).values
         if self.cfg.static_only:
             dyn = torch.zeros(n, dtype=torch.bool, device=xyz.device)
@@ -213,6 +213,29 @@ class MixVoxels(nn.Module):
             depth[dyn] = (w_dyn * t[dyn][..., None]).sum(1)
         return RenderOutput(rgb=rgb, depth=depth, static_rgb=static_rgb, static_depth=static_depth, acc=acc,
                             dynamic_mask=dyn, ray_logit=ray_logit, weights=weights, t=t, dt=dt)
+
+    def variation_logits(self, xyz_n: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """[N, S] variation-field logits at normalized points xyz_n [N, S, 3]; -30 where invalid or static-only."""
+        logits = xyz_n.new_full(valid.shape, -30.0)
+        if not self.cfg.static_only:
+            put(logits, valid, self.variation(xyz_n[valid]))
+        return logits
+
+    def ray_variation_logit(self, rays: RayBatch, jitter: bool = False) -> torch.Tensor:
+        """[N] max variation logit along each ray (the variation field alone: no colour, no density)."""
+        _, _, xyz, valid = self.sample_points(rays, jitter)
+        return self.variation_logits(self.normalize_coords(xyz), valid).max(-1).values
+
+    # ----------------------------------------------------------------- objective
+    def loss_terms(self, batch: RayBatch, out: RenderOutput, label: torch.Tensor, weights: ObjectiveWeights,
+                   scales: StepScales) -> dict[str, torch.Tensor]:
+        """Named loss terms of a rendered colour batch (see :mod:`models.objective`)."""
+        return objective.loss_terms(self, batch, out, label, weights, scales)
+
+    def keypoint_terms(self, keypoints: RayBatch, out: RenderOutput, weights: ObjectiveWeights,
+                       scales: StepScales) -> dict[str, torch.Tensor]:
+        """The depth term of a rendered batch of keypoint rays."""
+        return objective.keypoint_terms(keypoints, out, weights, scales)
 
     def point_dynamic_mask(self, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """[M, S] logits of dynamic rays -> [M, S] bool dynamic points (dilated along the ray)."""

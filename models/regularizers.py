@@ -1,6 +1,6 @@
 """Training-time choices and regularizers that fight floaters and train/test mismatch (issue 14).
 
-Pure functions of the model's outputs; :mod:`engine.regularize` wires them to config keys.
+Pure functions of the model's outputs; :mod:`models.objective` adds them as loss terms (weights from the config).
 """
 from __future__ import annotations
 

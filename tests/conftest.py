@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import opt
-from dataLoader.synthetic_scene import write_scene
+from engine import options
+from synthetic.scene import write_scene
 
 TINY_SCENE = dict(n_cams=4, n_frames=4, width=32, height=24, n_static_views=4, supersample=1, video=False)
 
@@ -62,7 +62,7 @@ def tiny_config(datadir: Path, basedir: Path, expname: str, n_iters: int = 20, u
             "--upsamp_list", *map(str, upsamp_list),
             "--update_AlphaMask_list", *map(str, alpha_mask_list),
             *TINY_TRAIN, *(extra or [])]
-    return opt.resolve(opt.parse(argv))
+    return options.resolve(options.parse(argv))
 
 
 @pytest.fixture(scope="session")

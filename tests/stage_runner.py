@@ -20,8 +20,9 @@ _ZYGOTE = r"""
 import json, os, runpy, signal, sys, tempfile, traceback
 sys.path.insert(0, os.getcwd())
 import numpy, torch, cv2, imageio_ffmpeg, configargparse, pycolmap  # noqa: F401 - warm the imports
-import opt, engine.trainer, engine.workflow, engine.fragments, engine.static_depth  # noqa: F401
-import dataLoader.colmap, dataLoader.video_io, dataLoader.synthetic_scene  # noqa: F401
+import engine.options, engine.train.trainer, engine.workflow  # noqa: F401
+import engine.train.fragments, engine.render.static_depth  # noqa: F401
+import dataLoader.colmap, dataLoader.video_io, synthetic.scene  # noqa: F401
 reply = sys.stdout
 
 

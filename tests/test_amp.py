@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from engine import precision as prec
 from engine.precision import Precision, resolve_precision
-from engine.trainer import Trainer
+from engine.train.trainer import Trainer
 from engine.workflow import finish_training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_lpips_runs_on_the_evaluation_device(monkeypatch, tmp_path):
 
     import numpy as np
 
-    from engine import metrics
+    from engine.evaluation import metrics
     (tmp_path / "lpips" / "weights" / "v0.1").mkdir(parents=True)
     (tmp_path / "lpips" / "weights" / "v0.1" / "alex.pth").touch()
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)

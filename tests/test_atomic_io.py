@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import UserError
 from dataLoader import atomic_io
-from dataLoader.errors import UserError
 from dataLoader.video_io import probe_video, read_png, read_video
 
 

@@ -26,8 +26,9 @@ import pytest
 import torch
 
 from dataLoader.atomic_io import save_npz, write_png, write_video
-from dataLoader.synthetic_keypoints import gt_keypoint_table
+from dataLoader.scene_layout import SceneDir
 from engine.checkpoint import load_checkpoint, to_plain
+from synthetic.keypoints import gt_keypoint_table
 from tests.conftest import TINY_TRAIN
 from tests.stage_runner import StageRunner
 
@@ -127,7 +128,7 @@ def read_only(path: Path) -> None:
 
 # ----------------------------------------------------------------------------- case preparations
 def poses_row(ctx: Ctx, change: Callable[[np.ndarray], np.ndarray]) -> None:
-    path = ctx.scene / "poses_bounds.npy"
+    path = SceneDir(ctx.scene).poses
     arr = np.load(path)
     mats = arr[1, :15].reshape(3, 5)
     mats[:, :3] = change(mats[:, :3])
@@ -142,7 +143,7 @@ def colmap_table(ctx: Ctx, shift: float = 1.0, drop_c2w: bool = False) -> None:
     table["c2w"][:, :, 3] += shift  # the same cameras in another SfM world
     if drop_c2w:
         del table["c2w"]
-    save_npz(ctx.scene / "colmap_depth.npz", **table)
+    save_npz(SceneDir(ctx.scene).sparse_depth, **table)
 
 
 def hold_lock(ctx: Ctx) -> None:
@@ -197,7 +198,7 @@ def full_video_scene(ctx: Ctx) -> Path:
 
 
 def replace_frame(ctx: Ctx, rel: str, shape) -> None:
-    write_png(ctx.scene / "frames" / rel, np.zeros(shape, np.uint8))
+    write_png(SceneDir(ctx.scene).frames / rel, np.zeros(shape, np.uint8))
 
 
 def prep(fn, *a, **kw):
@@ -232,7 +233,8 @@ CASES = [
          lambda c: "--scene_box"),
     Case("train device gpu0", "train.py", lambda c: c.train("--device", "gpu0"), lambda c: "--device"),
     Case("train lr_init nan", "train.py", lambda c: c.train("--lr_init", "nan"), lambda c: "--lr_init"),
-    Case("train depth_lambda inf", "train.py", lambda c: c.train("--use_depth", "1", "--depth_lambda", "inf"),
+    Case("train depth_lambda inf", "train.py",
+         lambda c: c.train("--depth_source", "static_model", "--depth_lambda", "inf"),
          lambda c: "--depth_lambda"),
     Case("train n_iters 0", "train.py", lambda c: c.train("--n_iters", "0"), lambda c: "--n_iters"),
     Case("train n_iters -5", "train.py", lambda c: c.train("--n_iters", "-5"), lambda c: "--n_iters"),
@@ -254,12 +256,12 @@ CASES = [
     Case("train transposed later frame", "train.py", lambda c: c.train(), lambda c: "cam02/0003.png",
          prep(replace_frame, "cam02/0003.png", (32, 24, 3))),
     Case("train zero-byte frame", "train.py", lambda c: c.train(), lambda c: "cam01/0001.png",
-         lambda c: (c.scene / "frames" / "cam01" / "0001.png").write_bytes(b"")),
+         lambda c: (SceneDir(c.scene).frames / "cam01" / "0001.png").write_bytes(b"")),
     Case("train colmap_depth from another world", "train.py",
-         lambda c: c.train("--use_depth", "1", "--use_colmap_depth", "1"), lambda c: "colmap_depth.npz",
+         lambda c: c.train("--depth_source", "colmap"), lambda c: "colmap_depth.npz",
          prep(colmap_table)),
     Case("train colmap_depth without poses", "train.py",
-         lambda c: c.train("--use_depth", "1", "--use_colmap_depth", "1"), lambda c: "colmap_depth.npz",
+         lambda c: c.train("--depth_source", "colmap"), lambda c: "colmap_depth.npz",
          prep(colmap_table, 0.0, True)),
     Case("train read-only scene dir", "train.py", lambda c: [*c.train(), "--datadir", c.values["ro"]],
          lambda c: "cache", lambda c: c.values.update(ro=ro_scene(c))),
@@ -313,7 +315,7 @@ CASES = [
     # --- tools/evaluate.py
     Case("evaluate 2-frame gt_depth", "tools/evaluate.py",
          lambda c: ["--ckpt", c.ckpt, "--datadir", c.scene, "--device", "cpu"], lambda c: "gt_depth/cam00.npy",
-         lambda c: np.save(c.scene / "gt_depth" / "cam00.npy", np.load(c.scene / "gt_depth" / "cam00.npy")[:2])),
+         lambda c: np.save(SceneDir(c.scene).gt_depth("cam00"), np.load(SceneDir(c.scene).gt_depth("cam00"))[:2])),
     Case("evaluate crafted pickle", "tools/evaluate.py", lambda c: ["--ckpt", c.evil(), "--device", "cpu"],
          lambda c: "evil.pt"),
     # --- static_model2depth.py
@@ -326,10 +328,10 @@ CASES = [
     Case("static_model2depth crafted pickle", "static_model2depth.py",
          lambda c: ["--ckpt", c.evil(), "--datadir", c.scene, "--device", "cpu"], lambda c: "evil.pt"),
     # --- colmap2depth.py
-    Case("colmap2depth out is a folder", "colmap2depth.py", lambda c: [c.scene, "--out", c.scene / "frames"],
+    Case("colmap2depth out is a folder", "colmap2depth.py", lambda c: [c.scene, "--out", SceneDir(c.scene).frames],
          lambda c: "--out"),
     Case("colmap2depth existing output", "colmap2depth.py", lambda c: [c.scene], lambda c: "colmap_depth.npz",
-         lambda c: (c.scene / "colmap_depth.npz").write_bytes(b"an older table")),
+         lambda c: SceneDir(c.scene).sparse_depth.write_bytes(b"an older table")),
     # --- tools/make_synthetic_scene.py
     Case("make_synthetic_scene onto a file", "tools/make_synthetic_scene.py", lambda c: [c.tmp / "afile"],
          lambda c: "afile", lambda c: (c.tmp / "afile").write_text("x")),
@@ -399,7 +401,7 @@ def test_bad_input(case: Case, runner, world, tmp_path):
 # ----------------------------------------------------------------------------- beyond the table
 def test_crafted_pickle_is_refused_without_running(tmp_path):
     ctx = Ctx(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path / "payload_ran")
-    from dataLoader.errors import UserError
+    from core.errors import UserError
 
     with pytest.raises(UserError, match="evil.pt: refused"):
         load_checkpoint(ctx.evil())
@@ -497,8 +499,8 @@ def test_overwrite_removes_the_previous_runs_outputs(runner, world, tmp_path):
 
 
 def test_full_disk_keeps_the_previous_file_intact(tmp_path):
+    from core.errors import UserError
     from dataLoader.atomic_io import write_bytes
-    from dataLoader.errors import UserError
 
     with tmpfs(tmp_path / "mnt", "64k") as mnt:
         write_bytes(mnt / "f.bin", b"previous")
@@ -512,7 +514,7 @@ def test_full_disk_keeps_the_previous_file_intact(tmp_path):
 
 def test_ctrl_c_during_the_end_of_run_evaluation_is_one_line(monkeypatch, tmp_path):
     import engine.workflow as workflow
-    from engine.signals import TrainingInterrupted
+    from engine.train.signals import TrainingInterrupted
 
     def interrupted(trainer, ckpt):
         raise KeyboardInterrupt

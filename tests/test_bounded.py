@@ -15,17 +15,17 @@ from dataLoader.depth_space import camera_z_to_ray_param, ray_param_to_camera_z
 from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import camera_rays, pixel_directions
 from dataLoader.rig_geometry import bounded_box, view_spread_deg
-from dataLoader.synthetic_scene import write_scene
-from engine.evaluate import evaluate_camera
-from engine.paths import convergence_point, look_at, make_path
-from engine.render import render_pose
-from engine.setup import data_options
-from engine.supervision import DenseDepthSupervision, SparseDepthSupervision
-from engine.trainer import Trainer
+from dataLoader.scene_layout import SceneDir
+from engine.evaluation.evaluate import evaluate_camera
+from engine.option_groups import data_options
+from engine.render.camera_paths import convergence_point, look_at, make_path
+from engine.render.frames import render_pose
+from engine.train.trainer import Trainer
 from models import volume_rendering as vr
 from models.mixvoxels import MixVoxels, ModelConfig
 from models.types import RayBatch
 from models.visibility import seen_grid
+from synthetic.scene import write_scene
 from tests.conftest import tiny_config
 
 INWARD = dict(rig="inward", n_cams=9, n_frames=3, width=32, height=24, n_static_views=0, supersample=1, video=False)
@@ -142,7 +142,7 @@ def gt_table(scene: Path, rig, cams) -> dict:
     """colmap_depth.npz content: every 3rd pixel of frame 0 of ``cams`` at its ground-truth depth."""
     h, w = int(rig.hwf[0]), int(rig.hwf[1])
     j, i = np.mgrid[0:h:3, 0:w:3].reshape(2, -1)
-    rows = [(rig.names.index(c), np.load(scene / "gt_depth" / f"{c}.npy")[0][j, i]) for c in cams]
+    rows = [(rig.names.index(c), np.load(SceneDir(scene).gt_depth(c))[0][j, i]) for c in cams]
     n = len(j)
     return {"cam_index": np.concatenate([np.full(n, k) for k, _ in rows]).astype(np.int32),
             "x": np.tile(i + 0.5, len(rows)).astype(np.float32), "y": np.tile(j + 0.5, len(rows)).astype(np.float32),
@@ -159,7 +159,7 @@ def test_scene_box_from_sparse_points_then_frusta_and_the_config_override_wins(i
     unit = SceneNormalization.from_rig(frusta.rig, np.zeros((2, 3)), ndc=False)
     np.testing.assert_allclose(frusta.normalization.aabb, bounded_box(frusta.rig, unit))
     rig = frusta.rig
-    save_depth_table(scene / "colmap_depth.npz", gt_table(scene, rig, list(rig.names)))
+    save_depth_table(SceneDir(scene).sparse_depth, gt_table(scene, rig, list(rig.names)))
     with caplog.at_level(logging.INFO, logger="dataLoader.dataset"):
         pts = VideoDataset(DataOptions(scene))
     assert "sparse points of" in caplog.text
@@ -176,7 +176,7 @@ def test_scene_box_from_sparse_points_then_frusta_and_the_config_override_wins(i
     # a table of other cameras is skipped with a warning: back to the frusta
     bad = gt_table(scene, rig, ["cam01"])
     bad["cam_names"] = np.array(["cam01", "x", "y", "z", "w"])
-    save_depth_table(scene / "colmap_depth.npz", bad)
+    save_depth_table(SceneDir(scene).sparse_depth, bad)
     with caplog.at_level(logging.WARNING):
         again = VideoDataset(DataOptions(scene))
     assert "scene box: ignoring" in caplog.text
@@ -184,7 +184,7 @@ def test_scene_box_from_sparse_points_then_frusta_and_the_config_override_wins(i
 
 
 def _frame0(scene: Path, rig, k: int):
-    z = np.load(scene / "gt_depth" / f"{rig.names[k]}.npy")[0].astype(np.float64)
+    z = np.load(SceneDir(scene).gt_depth(rig.names[k]))[0].astype(np.float64)
     j, i = np.mgrid[0:z.shape[0], 0:z.shape[1]].reshape(2, -1)
     return np.stack([i + 0.5, j + 0.5], -1), z[j, i]
 
@@ -224,25 +224,25 @@ def test_both_depth_sources_give_metric_ray_targets_through_the_gt_points(inward
     shutil.copytree(inward_scene, scene, ignore=shutil.ignore_patterns("cache"))
     data0 = VideoDataset(DataOptions(scene))
     rig = data0.rig
-    save_depth_table(scene / "colmap_depth.npz", gt_table(scene, rig, list(rig.names)))
+    save_depth_table(SceneDir(scene).sparse_depth, gt_table(scene, rig, list(rig.names)))
     cams = list(rig.names)[1:]
-    z = np.stack([np.load(scene / "gt_depth" / f"{c}.npy")[0] for c in cams])
-    save_dense_depth(scene / "depth" / "all_depth.npz", DenseDepth(
+    z = np.stack([np.load(SceneDir(scene).gt_depth(c))[0] for c in cams])
+    save_dense_depth(SceneDir(scene).dense_depth, DenseDepth(
         z, np.ones_like(z, bool), np.ones_like(z), cams, z.shape[1:], rig.c2w[1:], {}))
-    for extra in (["--use_colmap_depth", "1"], ["--use_colmap_depth", "0"]):
-        cfg = tiny_config(scene, tmp_path, "d", extra=["--use_depth", "1", "--temporal_variance_threshold", "1.0",
+    for extra in (["--depth_source", "colmap"], ["--depth_source", "static_model"]):
+        cfg = tiny_config(scene, tmp_path, "d", extra=["--temporal_variance_threshold", "1.0",
                                                          *extra])
-        data = VideoDataset(data_options(cfg))
+        data = VideoDataset(data_options(cfg, with_depth=True))
         assert not data.normalization.ndc
-        if cfg.use_colmap_depth:
-            sup = SparseDepthSupervision(cfg, data, CPU)
+        if cfg.depth_source == "colmap":
+            sup = data.keypoints
             origins, dirs = sup.origins, sup.dirs
             table = gt_table(scene, rig, cams)
             xy, zk = np.stack([table["x"], table["y"]], -1).astype(np.float64), table["depth"].astype(np.float64)
             cam = table["cam_index"]
             pts = np.concatenate([world_points(rig, k, xy[cam == k], zk[cam == k]) for k in range(1, len(rig))])
         else:
-            sup = DenseDepthSupervision(cfg, data, CPU)
+            sup = data.dense_depth
             origins, dirs = data.train_origins, data.train_dirs
             pts = np.concatenate([world_points(rig, k, *_frame0(scene, rig, k)) for k in data.train_idx])
         got = (origins.double() + sup.t.double()[:, None] * dirs.double()).numpy()

@@ -21,8 +21,9 @@ import prepare_static
 import static_model2depth
 from bench.sfm_accuracy import SMALLEST_RELIABLE
 from dataLoader.depth_files import load_dense_depth
-from dataLoader.synthetic_scene import write_scene
+from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import read_png
+from synthetic.scene import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = SMALLEST_RELIABLE
@@ -35,7 +36,7 @@ SMALL_MODEL = ["--device", "cpu", "--seed", "0", "--batch_size", "1024", "--N_vo
 
 def copy_photos(src: Path, dst: Path) -> None:
     """Only the frames: what a camera rig records."""
-    shutil.copytree(src / "frames", dst / "frames")
+    shutil.copytree(SceneDir(src).frames, SceneDir(dst).frames)
 
 
 @pytest.mark.slow
@@ -48,7 +49,7 @@ def test_photos_only_capture_to_depth_supervised_training(tmp_path):
     copy_photos(truth / "static", static)
 
     imgs2poses.main([str(video), "--static_dir", str(static)])
-    assert (video / "poses_bounds.npy").is_file() and (static / "poses_bounds.npy").is_file()
+    assert SceneDir(video).poses.is_file() and SceneDir(static).poses.is_file()
     prepare_static.main(["--static_data_path", str(static)])
     runs = tmp_path / "runs"
     train = [sys.executable, "train.py", "--basedir", str(runs), "--overwrite", "1", *SMALL_MODEL]
@@ -60,14 +61,14 @@ def test_photos_only_capture_to_depth_supervised_training(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
     static_model2depth.main(["--ckpt", str(runs / "static" / "ckpt.pt"), "--datadir", str(video)])
-    dense = load_dense_depth(video / "depth" / "all_depth.npz")
+    dense = load_dense_depth(SceneDir(video).dense_depth)
     assert list(dense.cam_names) == ["cam01", "cam02", "cam03", "cam04"]  # every training camera
     for cam in dense.cam_names:  # a labelled preview (map | mask) per camera beside the file
         assert read_png(video / "depth" / f"all_depth_{cam}.png").shape[2] == 3
     ratios, errors = [], []
     for k, cam in enumerate(dense.cam_names):
-        gt = np.load(truth / "gt_depth" / f"{cam}.npy")[0]
-        static_px = dense.mask[k] & (np.ptp(np.load(truth / "gt_depth" / f"{cam}.npy"), axis=0) == 0)
+        gt = np.load(SceneDir(truth).gt_depth(cam))[0]
+        static_px = dense.mask[k] & (np.ptp(np.load(SceneDir(truth).gt_depth(cam)), axis=0) == 0)
         r = dense.depth[k][static_px] / gt[static_px]
         ratios.append(np.median(r))
         errors.append(np.median(np.abs(r / np.median(r) - 1)))

@@ -17,16 +17,17 @@ import pytest
 import colmap2depth
 import imgs2poses
 from bench import sfm_accuracy
+from core.errors import UserError
 from dataLoader import colmap
 from dataLoader.depth_files import load_sparse_depth
-from dataLoader.errors import UserError
 from dataLoader.poses import cams_file, load_poses_bounds
+from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import read_png
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parents[2] / "shared/data/n3dv_flame_steak_5cam"
 NUMERIC_ORDER = ["0", "3", "5", "8", "14"]
-needs_fixture = pytest.mark.skipif(not (FIXTURE / "sparse/0").is_dir(),
+needs_fixture = pytest.mark.skipif(not SceneDir(FIXTURE).sparse_model.is_dir(),
                                    reason=f"real COLMAP fixture not found at {FIXTURE}")
 
 
@@ -40,7 +41,7 @@ def scene(tmp_path: Path) -> Path:
 @pytest.fixture
 def posed(scene: Path) -> Path:
     """``scene`` after ``imgs2poses --sparse_dir <fixture model>``."""
-    imgs2poses.main([str(scene), "--sparse_dir", str(FIXTURE / "sparse/0")])
+    imgs2poses.main([str(scene), "--sparse_dir", str(SceneDir(FIXTURE).sparse_model)])
     return scene
 
 
@@ -55,7 +56,7 @@ def test_listing_is_numeric_for_images_folder():
 
 @needs_fixture
 def test_model_images_matched_by_name_not_id():
-    rec = colmap.read_model(FIXTURE / "sparse/0")
+    rec = colmap.read_model(SceneDir(FIXTURE).sparse_model)
     ids = colmap.image_ids_for_cameras(rec, NUMERIC_ORDER)
     assert [rec.images[i].name for i in ids] == [f"{n}.jpg" for n in NUMERIC_ORDER]
     assert ids != sorted(ids)  # COLMAP ids are not in name order
@@ -70,7 +71,7 @@ def test_model_images_matched_by_name_not_id():
 @needs_fixture
 def test_opengl_poses_reproject_observations():
     """Hand projection with the OpenGL c2w ([right, up, back]) lands on COLMAP's keypoints."""
-    rec = colmap.read_model(FIXTURE / "sparse/0")
+    rec = colmap.read_model(SceneDir(FIXTURE).sparse_model)
     ids = colmap.image_ids_for_cameras(rec, NUMERIC_ORDER)
     c2w = colmap.model_c2w(rec, ids)
     for k, i in enumerate(ids):
@@ -88,14 +89,14 @@ def test_opengl_poses_reproject_observations():
 
 @needs_fixture
 def test_imgs2poses_sparse_dir_writes_llff_rows(posed: Path):
-    raw = np.load(posed / "poses_bounds.npy")
+    raw = np.load(SceneDir(posed).poses)
     assert raw.shape == (5, 17)
     mats = raw[:, :15].reshape(5, 3, 5)
     np.testing.assert_allclose(np.linalg.det(mats[:, :, :3]), 1.0, atol=1e-9)  # LLFF [down, right, back]
-    assert cams_file(posed / "poses_bounds.npy").read_text().split() == NUMERIC_ORDER
-    rig = load_poses_bounds(posed / "poses_bounds.npy")
+    assert SceneDir(posed).camera_names.read_text().split() == NUMERIC_ORDER
+    rig = load_poses_bounds(SceneDir(posed).poses)
     np.testing.assert_allclose(np.linalg.det(rig.c2w[:, :, :3]), 1.0, atol=1e-9)
-    rec = pycolmap.Reconstruction(FIXTURE / "sparse/0")
+    rec = pycolmap.Reconstruction(SceneDir(FIXTURE).sparse_model)
     cams = [rec.cameras[im.camera_id] for im in rec.images.values()]
     focal = np.mean([c.focal_length_x * np.median([d.width for d in cams]) / c.width for c in cams])
     assert rig.hwf == pytest.approx((2020, 2694, focal))  # median model size, averaged focal (0.56% apart)
@@ -103,31 +104,31 @@ def test_imgs2poses_sparse_dir_writes_llff_rows(posed: Path):
         image = rec.find_image_with_name(f"{name}.jpg")
         np.testing.assert_allclose(rig.c2w[k, :, 3], image.projection_center(), atol=1e-9)
     assert np.all(rig.bounds[:, 0] > 0) and np.all(rig.bounds[:, 1] > rig.bounds[:, 0])
-    assert colmap.read_model(posed / "sparse/0").num_points3D() == rec.num_points3D()
+    assert colmap.read_model(SceneDir(posed).sparse_model).num_points3D() == rec.num_points3D()
 
 
 @needs_fixture
 def test_imgs2poses_never_overwrites_without_flag(posed: Path):
-    before = (posed / "poses_bounds.npy").read_bytes()
+    before = SceneDir(posed).poses.read_bytes()
     with pytest.raises(UserError, match="already exists"):
-        imgs2poses.main([str(posed), "--sparse_dir", str(FIXTURE / "sparse/0")])
-    assert (posed / "poses_bounds.npy").read_bytes() == before
-    imgs2poses.main([str(posed), "--sparse_dir", str(FIXTURE / "sparse/0"), "--overwrite", "1"])
-    assert (posed / "poses_bounds.npy").read_bytes() == before  # same model, same file
+        imgs2poses.main([str(posed), "--sparse_dir", str(SceneDir(FIXTURE).sparse_model)])
+    assert SceneDir(posed).poses.read_bytes() == before
+    imgs2poses.main([str(posed), "--sparse_dir", str(SceneDir(FIXTURE).sparse_model), "--overwrite", "1"])
+    assert SceneDir(posed).poses.read_bytes() == before  # same model, same file
 
 
 @needs_fixture
 def test_imgs2poses_names_cameras_missing_from_model(scene: Path):
     shutil.copy(scene / "images/0.jpg", scene / "images/99.jpg")
     with pytest.raises(UserError, match=r"camera\(s\) 99;") as err:
-        imgs2poses.main([str(scene), "--sparse_dir", str(FIXTURE / "sparse/0")])
+        imgs2poses.main([str(scene), "--sparse_dir", str(SceneDir(FIXTURE).sparse_model)])
     assert "0.jpg" in str(err.value)  # lists what the model has
-    assert not (scene / "poses_bounds.npy").exists()
+    assert not SceneDir(scene).poses.exists()
 
 
 @needs_fixture
 def test_imgs2poses_unregistered_image(scene: Path, tmp_path: Path):
-    rec = pycolmap.Reconstruction(FIXTURE / "sparse/0")
+    rec = pycolmap.Reconstruction(SceneDir(FIXTURE).sparse_model)
     rec.deregister_frame(rec.find_image_with_name("5.jpg").frame_id)
     model = tmp_path / "model"
     model.mkdir()
@@ -148,11 +149,11 @@ def test_imgs2poses_rejects_mixed_image_sizes(tmp_path: Path):
     from PIL import Image
 
     for name, size in (("cam00", (16, 12)), ("cam01", (16, 12)), ("cam02", (18, 12))):
-        (tmp_path / "frames" / name).mkdir(parents=True)
-        Image.new("RGB", size).save(tmp_path / "frames" / name / "0000.png")
+        (SceneDir(tmp_path).frames / name).mkdir(parents=True)
+        Image.new("RGB", size).save(SceneDir(tmp_path).frames / name / "0000.png")
     with pytest.raises(UserError, match="different sizes.*cam02/0000.png 12x18"):
         imgs2poses.main([str(tmp_path)])
-    assert not (tmp_path / "poses_bounds.npy").exists()
+    assert not SceneDir(tmp_path).poses.exists()
 
 
 def test_frames_layout_picks_frame_idx_and_string_order(tmp_path: Path):
@@ -160,8 +161,8 @@ def test_frames_layout_picks_frame_idx_and_string_order(tmp_path: Path):
 
     for cam in ("cam10", "cam02", "cam00"):
         for t in range(3):
-            (tmp_path / "frames" / cam).mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (8, 8)).save(tmp_path / "frames" / cam / f"{t:04d}.png")
+            (SceneDir(tmp_path).frames / cam).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8)).save(SceneDir(tmp_path).frames / cam / f"{t:04d}.png")
     got = colmap.list_capture_images(tmp_path, frame_idx=2)
     assert [(c, p.name) for c, p in got] == [("cam00", "0002.png"), ("cam02", "0002.png"), ("cam10", "0002.png")]
     with pytest.raises(UserError, match="no frame 3"):
@@ -207,12 +208,12 @@ def _projected(rig_raw: np.ndarray, k: int, xyz: np.ndarray) -> tuple[np.ndarray
 @needs_fixture
 def test_colmap2depth_agrees_with_hand_projection(posed: Path):
     colmap2depth.main([str(posed)])
-    with np.load(posed / "colmap_depth.npz") as f:
+    with np.load(SceneDir(posed).sparse_depth) as f:
         t = {k: f[k] for k in f.files}
     assert t["cam_names"].tolist() == NUMERIC_ORDER and t["hw"].tolist() == [2020, 2694]
     assert t["cam_index"].dtype == np.int32 and t["depth"].dtype == np.float32
-    raw = np.load(posed / "poses_bounds.npy")
-    rec = pycolmap.Reconstruction(FIXTURE / "sparse/0")
+    raw = np.load(SceneDir(posed).poses)
+    rec = pycolmap.Reconstruction(SceneDir(FIXTURE).sparse_model)
     errors = np.array([p.error for p in rec.points3D.values()])
     for k, name in enumerate(NUMERIC_ORDER):
         obs = rec.find_image_with_name(f"{name}.jpg").get_observation_points2D()
@@ -229,7 +230,7 @@ def test_colmap2depth_agrees_with_hand_projection(posed: Path):
             assert match.any(), (name, x, y, d)
     expected_w = 2 * np.exp(-((t["reproj_error"] / errors.mean()) ** 2))
     np.testing.assert_allclose(t["weight"], expected_w, rtol=1e-5)
-    sparse = load_sparse_depth(posed / "colmap_depth.npz")  # the training side's reader accepts it
+    sparse = load_sparse_depth(SceneDir(posed).sparse_depth)  # the training side's reader accepts it
     assert sparse.cam_names == NUMERIC_ORDER and sparse.hw == (2020, 2694) and len(sparse.depth) == len(t["depth"])
     for name in NUMERIC_ORDER:  # one keypoint preview per camera beside the table
         assert read_png(posed / f"colmap_depth_{name}.png").shape[2] == 3
@@ -237,30 +238,30 @@ def test_colmap2depth_agrees_with_hand_projection(posed: Path):
 
 @needs_fixture
 def test_colmap2depth_refuses_wrong_names(posed: Path):
-    cams = cams_file(posed / "poses_bounds.npy")
+    cams = cams_file(SceneDir(posed).poses)
     cams.write_text(cams.read_text().replace("14", "15"))
     with pytest.raises(UserError, match=r"camera\(s\) 15"):
         colmap2depth.main([str(posed)])
-    assert not (posed / "colmap_depth.npz").exists()
+    assert not SceneDir(posed).sparse_depth.exists()
 
 
 @needs_fixture
 def test_colmap2depth_refuses_other_world(posed: Path):
-    raw = np.load(posed / "poses_bounds.npy")
+    raw = np.load(SceneDir(posed).poses)
     raw[3, 3] += 0.5  # move camera "8"
-    np.save(posed / "poses_bounds.npy", raw)
+    np.save(SceneDir(posed).poses, raw)
     with pytest.raises(UserError, match=r"not the same world.*camera\(s\) 8 "):
         colmap2depth.main([str(posed)])
 
 
 @needs_fixture
 def test_colmap2depth_without_cams_file_uses_listing_and_catches_string_order(posed: Path):
-    cams_file(posed / "poses_bounds.npy").unlink()
+    SceneDir(posed).camera_names.unlink()
     colmap2depth.main([str(posed)])  # numeric listing of images/ = row order: accepted
-    assert np.load(posed / "colmap_depth.npz")["cam_names"].tolist() == NUMERIC_ORDER
-    raw = np.load(posed / "poses_bounds.npy")
+    assert np.load(SceneDir(posed).sparse_depth)["cam_names"].tolist() == NUMERIC_ORDER
+    raw = np.load(SceneDir(posed).poses)
     string_rows = [NUMERIC_ORDER.index(n) for n in sorted(NUMERIC_ORDER)]  # rows as LLFF's string sort
-    np.save(posed / "poses_bounds.npy", raw[string_rows])
+    np.save(SceneDir(posed).poses, raw[string_rows])
     with pytest.raises(UserError, match="colmap_depth.npz: exists; pass --overwrite 1"):
         colmap2depth.main([str(posed)])
     with pytest.raises(UserError, match="not the same world"):
@@ -283,9 +284,9 @@ def quarter(tmp_path: Path) -> Path:
 def test_sfm_on_real_images_matches_reference_model(quarter: Path):
     bench = sfm_accuracy
     imgs2poses.main([str(quarter)])
-    est = load_poses_bounds(quarter / "poses_bounds.npy")
+    est = load_poses_bounds(SceneDir(quarter).poses)
     assert est.names == tuple(NUMERIC_ORDER) and est.hwf[:2] == (507, 676)
-    rec = colmap.read_model(FIXTURE / "sparse/0")
+    rec = colmap.read_model(SceneDir(FIXTURE).sparse_model)
     ref = colmap.model_c2w(rec, colmap.image_ids_for_cameras(rec, NUMERIC_ORDER))
     err = bench.pose_errors(est.c2w, ref)
     assert err["rot_err_deg"].max() < 1.0 and err["centre_err"].max() < 0.02
@@ -300,7 +301,7 @@ def test_sfm_names_unregistered_images(quarter: Path):
     with pytest.raises(UserError, match=r"registered 5 of 6 images with seeds \[0, 1, 2, 3\]; not registered: "
                                         r"99.png \(0 verified matches\)$"):
         imgs2poses.main([str(quarter)])
-    assert not (quarter / "poses_bounds.npy").exists() and not (quarter / "sparse").exists()
+    assert not SceneDir(quarter).poses.exists() and not (quarter / "sparse").exists()
 
 
 @pytest.mark.slow

@@ -17,10 +17,10 @@ import pytest
 import colmap2depth
 import imgs2poses
 from bench.sfm_accuracy import SMALLEST_RELIABLE
+from core.errors import UserError
 from dataLoader import colmap
-from dataLoader.errors import UserError
 from dataLoader.poses import load_poses_bounds
-from dataLoader.synthetic_scene import write_scene
+from synthetic.scene import write_scene
 
 SCENE = dict(n_cams=5, n_frames=2, width=SMALLEST_RELIABLE[0], height=SMALLEST_RELIABLE[1], n_static_views=0,
              video=False, texture="detailed")

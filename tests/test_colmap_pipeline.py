@@ -1,9 +1,9 @@
 """COLMAP depth end to end, and the training side's keypoint handling against hand-made tables.
 
 - A ``detailed`` synthetic scene goes through ``imgs2poses.py`` (real pycolmap SfM),
-  ``colmap2depth.py`` and ``train.py --use_depth 1 --use_colmap_depth 1``; with the same seed
-  the depth term pulls the static depth toward the COLMAP targets (vs ``--use_depth 0``).
-- :class:`engine.supervision.SparseDepthSupervision` on a scene with ground-truth poses: a
+  ``colmap2depth.py`` and ``train.py --depth_source colmap``; with the same seed
+  the depth term pulls the static depth toward the COLMAP targets (vs ``--depth_source none``).
+- :class:`dataLoader.depth_targets.KeypointTargets` on a scene with ground-truth poses: a
   ``colmap_depth.npz`` built from ``gt_depth`` at chosen pixels gives NDC targets
   t = 1 + 1/Z of the 3D points computed by hand; test-camera and dynamic keypoints are dropped;
   a table naming cameras the scene does not have is refused.
@@ -24,17 +24,18 @@ from conftest import TINY_TRAIN, tiny_config
 import colmap2depth
 import imgs2poses
 from bench.sfm_accuracy import SMALLEST_RELIABLE
+from core.errors import UserError
 from dataLoader.dataset import VideoDataset
 from dataLoader.depth_files import save_depth_table
-from dataLoader.errors import UserError
+from dataLoader.depth_targets import KeypointTargets
 from dataLoader.poses import load_poses_bounds
-from dataLoader.synthetic_scene import write_scene
+from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import read_png
 from engine.checkpoint import load_model
-from engine.setup import data_options
-from engine.supervision import SparseDepthSupervision
-from engine.trainer import Trainer
+from engine.option_groups import data_options, depth_target_options
+from engine.train.trainer import Trainer
 from models.types import RayBatch
+from synthetic.scene import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest size at which SfM is reliable (bench/sfm_accuracy.py); 4 frames so that the
@@ -43,7 +44,7 @@ SFM_SCENE = dict(n_cams=5, n_frames=4, width=SMALLEST_RELIABLE[0], height=SMALLE
                  video=False, texture="detailed")
 N_ITERS = 12
 STD_THRESHOLD = 0.02  # --temporal_variance_threshold default: pixels above it are dynamic
-DEPTH_ARGS = ["--use_depth", "1", "--use_colmap_depth", "1", "--depth_lambda", "1.0",
+DEPTH_ARGS = ["--depth_source", "colmap", "--depth_lambda", "1.0",
               "--depth_batch_fraction", "0.5"]
 
 
@@ -52,7 +53,7 @@ def sfm_scene(tmp_path_factory) -> Path:
     """Detailed scene after imgs2poses (SfM, true focal as a fixed prior) and colmap2depth. Read-only."""
     scene = tmp_path_factory.mktemp("colmap_pipeline") / "scene"
     write_scene(scene, **SFM_SCENE)
-    focal = load_poses_bounds(scene / "poses_bounds.npy").hwf[2]
+    focal = SceneDir(scene).load_rig().hwf[2]
     imgs2poses.main([str(scene), "--overwrite", "1", "--focal_prior", str(focal), "--refine_focal", "0"])
     colmap2depth.main([str(scene)])
     return scene
@@ -63,21 +64,26 @@ def _train_argv(datadir: Path, basedir: Path, expname: str, extra: list[str]) ->
             "--upsamp_list", "1000", "--update_AlphaMask_list", "1000", *TINY_TRAIN, *extra]
 
 
+def keypoint_targets(cfg, data) -> KeypointTargets:
+    """The run's keypoint depth targets over ``data`` (its rays, normalization and std maps)."""
+    return KeypointTargets(depth_target_options(cfg), data, data.cache.std)
+
+
 @torch.no_grad()
 def keypoint_depth_error(ckpt: Path, cfg) -> float:
     """Weighted mean |rendered static depth - target| (NDC t) over the run's COLMAP keypoint rays."""
     model, norm, _ = load_model(ckpt)
     data = VideoDataset(data_options(cfg), normalization=norm)
-    sup = SparseDepthSupervision(cfg, data, torch.device("cpu"))
+    sup = keypoint_targets(cfg, data)
     out = model(RayBatch(sup.origins, sup.dirs), ray_dynamic=torch.zeros(len(sup.t), dtype=torch.bool))
     return float((sup.weight * (out.static_depth - sup.t).abs()).sum() / sup.weight.sum())
 
 
 @pytest.mark.slow
 def test_sfm_colmap_depth_train_end_to_end(sfm_scene: Path, tmp_path: Path):
-    rig = load_poses_bounds(sfm_scene / "poses_bounds.npy")
+    rig = load_poses_bounds(SceneDir(sfm_scene).poses)
     assert rig.names == tuple(f"cam{k:02d}" for k in range(SFM_SCENE["n_cams"]))  # all registered
-    table = np.load(sfm_scene / "colmap_depth.npz")
+    table = np.load(SceneDir(sfm_scene).sparse_depth)
     assert set(table["cam_index"].tolist()) == set(range(SFM_SCENE["n_cams"]))
 
     proc = subprocess.run([sys.executable, "train.py", *_train_argv(sfm_scene, tmp_path, "depth", DEPTH_ARGS)],
@@ -90,7 +96,7 @@ def test_sfm_colmap_depth_train_end_to_end(sfm_scene: Path, tmp_path: Path):
     assert len(depth_terms) == N_ITERS and all(v is not None and v > 0 for v in depth_terms)
 
     base_cfg = tiny_config(sfm_scene, tmp_path, "no_depth", n_iters=N_ITERS, upsamp_list=(1000,),
-                           alpha_mask_list=(1000,), extra=["--use_depth", "0"])
+                           alpha_mask_list=(1000,), extra=["--depth_source", "none"])
     base = Trainer(base_cfg)
     base_ckpt = base.fit()
     assert all("depth" not in terms for terms in base.history["loss_terms"])
@@ -107,8 +113,8 @@ def _pixel_classes(scene: Path, cam: str) -> tuple[np.ndarray, np.ndarray, np.nd
     """(depth at frame 0 [H, W], static [H, W], dynamic [H, W]) from the generator's ground truth:
     static = depth and colour constant over all frames; dynamic = depth changes by > 1% and the
     colour's temporal std (mean over channels) is at least twice the training threshold."""
-    depth = np.load(scene / "gt_depth" / f"{cam}.npy")
-    frames = np.stack([read_png(p) for p in sorted((scene / "frames" / cam).glob("*.png"))])
+    depth = np.load(SceneDir(scene).gt_depth(cam))
+    frames = np.stack([read_png(p) for p in sorted((SceneDir(scene).frames / cam).glob("*.png"))])
     static = (np.ptp(depth, axis=0) == 0) & np.all(frames == frames[:1], axis=(0, 3))
     std = (frames / 255.0).std(axis=0).mean(axis=-1)
     dynamic = (np.ptp(depth, axis=0) > 0.01 * depth.min(axis=0)) & (std > 2 * STD_THRESHOLD)
@@ -154,8 +160,8 @@ def test_sparse_depth_targets_are_hand_computed_ndc_t(scene_copy: Path, tmp_path
     rig, norm = data.rig, data.normalization
     assert norm.ndc and data.test_idx == [0] and cfg.temporal_variance_threshold == STD_THRESHOLD
     table, rows = _gt_table(scene_copy, rig, list(rig.names))  # every camera, cam00 (test) included
-    save_depth_table(scene_copy / "colmap_depth.npz", table)
-    sup = SparseDepthSupervision(cfg, data, torch.device("cpu"))
+    save_depth_table(SceneDir(scene_copy).sparse_depth, table)
+    sup = keypoint_targets(cfg, data)
 
     train = [r for r in rows if r["cam"] != "cam00"]
     assert all(r["static"].any() and (~r["static"]).any() for r in train)  # both kinds are offered
@@ -176,9 +182,9 @@ def test_sparse_depth_uses_no_test_camera_keypoints(scene_copy: Path, tmp_path: 
     cfg = tiny_config(scene_copy, tmp_path, "sparse_test_cam", extra=DEPTH_ARGS)
     data = VideoDataset(data_options(cfg))
     table, _ = _gt_table(scene_copy, data.rig, ["cam00"])
-    save_depth_table(scene_copy / "colmap_depth.npz", table)
+    save_depth_table(SceneDir(scene_copy).sparse_depth, table)
     with pytest.raises(UserError, match="no keypoints on static pixels of the training cameras"):
-        SparseDepthSupervision(cfg, data, torch.device("cpu"))
+        keypoint_targets(cfg, data)
 
 
 def test_sparse_depth_drops_dynamic_keypoints(scene_copy: Path, tmp_path: Path):
@@ -188,11 +194,11 @@ def test_sparse_depth_drops_dynamic_keypoints(scene_copy: Path, tmp_path: Path):
     keep_static = np.concatenate([r["static"] for r in rows])
     dyn = {k: v[~keep_static] if v.ndim == 1 and len(v) == len(keep_static) else v for k, v in table.items()}
     assert len(dyn["depth"]) > 10
-    save_depth_table(scene_copy / "colmap_depth.npz", dyn)  # only keypoints on moving content
+    save_depth_table(SceneDir(scene_copy).sparse_depth, dyn)  # only keypoints on moving content
     with pytest.raises(UserError, match="no keypoints on static pixels"):
-        SparseDepthSupervision(cfg, data, torch.device("cpu"))
-    save_depth_table(scene_copy / "colmap_depth.npz", table)
-    assert len(SparseDepthSupervision(cfg, data, torch.device("cpu")).t) == keep_static.sum()
+        keypoint_targets(cfg, data)
+    save_depth_table(SceneDir(scene_copy).sparse_depth, table)
+    assert len(keypoint_targets(cfg, data).t) == keep_static.sum()
 
 
 def test_sparse_depth_refuses_unknown_cameras(scene_copy: Path, tmp_path: Path):
@@ -201,9 +207,9 @@ def test_sparse_depth_refuses_unknown_cameras(scene_copy: Path, tmp_path: Path):
     names = [*data.rig.names, "cam99"]
     table, _ = _gt_table(scene_copy, data.rig, ["cam01"], names)
     table["cam_index"][:5] = names.index("cam99")
-    save_depth_table(scene_copy / "colmap_depth.npz", table)
+    save_depth_table(SceneDir(scene_copy).sparse_depth, table)
     with pytest.raises(UserError, match=r"colmap_depth.npz: cameras \['cam99'\] are not in the scene"):
-        SparseDepthSupervision(cfg, data, torch.device("cpu"))
+        keypoint_targets(cfg, data)
 
 
 def test_sparse_depth_rescales_keypoints_of_another_resolution(scene_copy: Path, tmp_path: Path):
@@ -211,19 +217,19 @@ def test_sparse_depth_rescales_keypoints_of_another_resolution(scene_copy: Path,
     cfg = tiny_config(scene_copy, tmp_path, "sparse_scale", extra=DEPTH_ARGS)
     data = VideoDataset(data_options(cfg))
     table, _ = _gt_table(scene_copy, data.rig, ["cam01", "cam03"])
-    save_depth_table(scene_copy / "colmap_depth.npz", table)
-    t_same = SparseDepthSupervision(cfg, data, torch.device("cpu")).t
+    save_depth_table(SceneDir(scene_copy).sparse_depth, table)
+    t_same = keypoint_targets(cfg, data).t
     big = dict(table, x=table["x"] * 2, y=table["y"] * 2, hw=table["hw"] * 2)
-    shutil.move(scene_copy / "colmap_depth.npz", tmp_path / "orig.npz")
-    save_depth_table(scene_copy / "colmap_depth.npz", big)
-    np.testing.assert_allclose(SparseDepthSupervision(cfg, data, torch.device("cpu")).t, t_same, atol=1e-6)
+    shutil.move(SceneDir(scene_copy).sparse_depth, tmp_path / "orig.npz")
+    save_depth_table(SceneDir(scene_copy).sparse_depth, big)
+    np.testing.assert_allclose(keypoint_targets(cfg, data).t, t_same, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- bad input, nothing overwritten
 
 def _snapshot(scene: Path) -> dict[str, bytes]:
-    files = [scene / "poses_bounds.npy", scene / "poses_bounds_cams.txt", scene / "colmap_depth.npz",
-             *sorted((scene / "sparse" / "0").glob("*"))]
+    files = [SceneDir(scene).poses, scene / "poses_bounds_cams.txt", SceneDir(scene).sparse_depth,
+             *sorted(SceneDir(scene).sparse_model.glob("*"))]
     return {str(p.relative_to(scene)): p.read_bytes() for p in files if p.is_file()}
 
 
@@ -251,9 +257,9 @@ def test_unregistered_camera_is_named_and_nothing_is_overwritten(posed_copy: Pat
     from PIL import Image
 
     before = _snapshot(posed_copy)
-    (posed_copy / "frames" / "cam05").mkdir()
+    (SceneDir(posed_copy).frames / "cam05").mkdir()
     Image.new("RGB", (SFM_SCENE["width"], SFM_SCENE["height"]), (128, 128, 128)).save(
-        posed_copy / "frames" / "cam05" / "0000.png")  # featureless: SIFT finds nothing
+        SceneDir(posed_copy).frames / "cam05" / "0000.png")  # featureless: SIFT finds nothing
     line = _one_error_line(_run_script("imgs2poses.py", posed_copy, "--overwrite", 1))
     assert line.endswith("registered 5 of 6 images with seeds [0, 1, 2, 3]; not registered: cam05.png "
                          "(0 verified matches)")
@@ -288,7 +294,7 @@ def test_poses_file_of_other_cameras_or_world_is_refused(posed_copy: Path):
         colmap2depth.main([str(posed_copy), "--overwrite", "1"])
     cams.write_bytes(before["poses_bounds_cams.txt"])
     write_scene(posed_copy.parent / "gt", **dict(SFM_SCENE, n_frames=1, width=32, height=24))
-    shutil.copy(posed_copy.parent / "gt" / "poses_bounds.npy", posed_copy / "poses_bounds.npy")  # GT world
+    shutil.copy(SceneDir(posed_copy.parent / "gt").poses, SceneDir(posed_copy).poses)  # GT world
     with pytest.raises(UserError, match=r"not the same world\) for camera\(s\) cam00 .*cam04 "):
         colmap2depth.main([str(posed_copy), "--overwrite", "1"])
-    assert (posed_copy / "colmap_depth.npz").read_bytes() == before["colmap_depth.npz"]
+    assert SceneDir(posed_copy).sparse_depth.read_bytes() == before["colmap_depth.npz"]

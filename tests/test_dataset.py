@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import UserError
 from dataLoader.dataset import DataOptions, VideoDataset
-from dataLoader.errors import UserError
 from dataLoader.frame_cache import build_cache, cache_key, scan_frames
-from dataLoader.poses import cams_file
 from dataLoader.samplers import EpochSampler
+from dataLoader.scene_layout import SceneDir
 
 H, W, T, K = 24, 32, 4, 4
 
 
 def png(scene, cam: int, t: int) -> np.ndarray:
-    return iio.imread(scene / "frames" / f"cam{cam:02d}" / f"{t:04d}.png")
+    return iio.imread(SceneDir(scene).frames / f"cam{cam:02d}" / f"{t:04d}.png")
 
 
 # ---------------------------------------------------------------------- cache keys
@@ -33,7 +33,7 @@ def test_cache_key_depends_on_every_input(scene_copy):
     assert cache_key(scan_frames(scene_copy, 1, 3), 1.0, 1) != cache_key(scan_frames(scene_copy, 0, 3), 1.0, 1)
     assert cache_key(src, 2.0, 1) != key  # downsample
     assert cache_key(src, 1.0, 3) != key  # blur
-    frame = scene_copy / "frames" / "cam02" / "0001.png"
+    frame = SceneDir(scene_copy).frames / "cam02" / "0001.png"
     st = frame.stat()
     os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))  # touch
     assert cache_key(scan_frames(scene_copy), 1.0, 1) != key
@@ -57,7 +57,7 @@ def test_caches_of_different_settings_live_side_by_side(scene_copy):
 
 def test_rewritten_frame_is_not_served_from_a_stale_cache(scene_copy):
     before = VideoDataset(DataOptions(scene_copy)).frames_of(1)
-    frame = scene_copy / "frames" / "cam01" / "0002.png"
+    frame = SceneDir(scene_copy).frames / "cam01" / "0002.png"
     new = 255 - png(scene_copy, 1, 2)
     iio.imwrite(frame, new)
     st = frame.stat()
@@ -65,13 +65,13 @@ def test_rewritten_frame_is_not_served_from_a_stale_cache(scene_copy):
     after = VideoDataset(DataOptions(scene_copy)).frames_of(1)
     np.testing.assert_array_equal(after[2], new)
     np.testing.assert_array_equal(after[[0, 1, 3]], before[[0, 1, 3]])
-    assert len([p for p in (scene_copy / "cache").iterdir() if not p.name.startswith(".")]) == 2
+    assert len([p for p in SceneDir(scene_copy).cache.iterdir() if not p.name.startswith(".")]) == 2
 
 
 def test_interrupted_cache_is_not_trusted(scene_copy):
     src = scan_frames(scene_copy)
     key = cache_key(src, 1.0, 1)
-    cache = scene_copy / "cache"
+    cache = SceneDir(scene_copy).cache
     # an interrupted build left its temp dir, and a final dir without meta.json holds garbage
     for d in (cache / f".tmp-{key}", cache / key):
         d.mkdir(parents=True)
@@ -86,52 +86,52 @@ def test_interrupted_cache_is_not_trusted(scene_copy):
 
 # ---------------------------------------------------------------------- bad input
 def write_poses(scene, arr):
-    np.save(scene / "poses_bounds.npy", arr)
+    np.save(SceneDir(scene).poses, arr)
 
 
 def test_poses_rows_differ_from_camera_folders(scene_copy):
-    arr = np.load(scene_copy / "poses_bounds.npy")
-    cams_file(scene_copy / "poses_bounds.npy").unlink()
+    arr = np.load(SceneDir(scene_copy).poses)
+    SceneDir(scene_copy).camera_names.unlink()
     write_poses(scene_copy, arr[:3])
     with pytest.raises(UserError, match=r"poses_bounds.npy: 3 pose rows but 4 camera folders"):
         VideoDataset(DataOptions(scene_copy))
-    assert not (scene_copy / "cache").exists()
+    assert not SceneDir(scene_copy).cache.exists()
 
 
 def test_extra_camera_folder(scene_copy):
-    shutil.copytree(scene_copy / "frames" / "cam03", scene_copy / "frames" / "cam04")
+    shutil.copytree(SceneDir(scene_copy).frames / "cam03", SceneDir(scene_copy).frames / "cam04")
     with pytest.raises(UserError, match=r"poses_bounds.npy: 4 pose rows but 5 camera folders.*cam04"):
         VideoDataset(DataOptions(scene_copy))
 
 
 def test_camera_names_differ_from_folders(scene_copy):
-    (scene_copy / "frames" / "cam03").rename(scene_copy / "frames" / "cam07")
+    (SceneDir(scene_copy).frames / "cam03").rename(SceneDir(scene_copy).frames / "cam07")
     with pytest.raises(UserError, match=r"poses_bounds.npy: camera names .* do not match .*cam07"):
         VideoDataset(DataOptions(scene_copy))
 
 
 def test_cameras_with_different_frame_counts(scene_copy):
-    (scene_copy / "frames" / "cam02" / "0003.png").unlink()
+    (SceneDir(scene_copy).frames / "cam02" / "0003.png").unlink()
     with pytest.raises(UserError, match=r"frames: cameras have different frame counts .*'cam02': 3"):
         VideoDataset(DataOptions(scene_copy))
-    assert not (scene_copy / "cache").exists()
+    assert not SceneDir(scene_copy).cache.exists()
 
 
 def test_cameras_with_different_image_sizes(scene_copy):
     for t in range(T):
-        iio.imwrite(scene_copy / "frames" / "cam01" / f"{t:04d}.png", np.zeros((12, 16, 3), dtype=np.uint8))
+        iio.imwrite(SceneDir(scene_copy).frames / "cam01" / f"{t:04d}.png", np.zeros((12, 16, 3), dtype=np.uint8))
     with pytest.raises(UserError, match=r"frames: cameras have different image sizes .*'cam01': \(12, 16\)"):
         VideoDataset(DataOptions(scene_copy))
 
 
 def test_unreadable_frame(scene_copy):
-    (scene_copy / "frames" / "cam01" / "0000.png").write_bytes(b"not a png")
+    (SceneDir(scene_copy).frames / "cam01" / "0000.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match=r"cam01/0000.png: unreadable image"):
         VideoDataset(DataOptions(scene_copy))
 
 
 def test_nan_in_poses(scene_copy):
-    arr = np.load(scene_copy / "poses_bounds.npy")
+    arr = np.load(SceneDir(scene_copy).poses)
     arr[2, 3] = np.nan
     write_poses(scene_copy, arr)
     with pytest.raises(UserError, match=r"poses_bounds.npy: NaN or inf values in rows \[2\]"):
@@ -141,7 +141,7 @@ def test_nan_in_poses(scene_copy):
 def test_missing_data_dir_and_frames(tmp_path, scene_copy):
     with pytest.raises(UserError, match=r"nowhere: data directory not found"):
         VideoDataset(DataOptions(tmp_path / "nowhere"))
-    shutil.rmtree(scene_copy / "frames")
+    shutil.rmtree(SceneDir(scene_copy).frames)
     with pytest.raises(UserError, match=r"frames: no frames folder"):
         VideoDataset(DataOptions(scene_copy))
 

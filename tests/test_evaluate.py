@@ -18,14 +18,13 @@ from conftest import script_env
 
 from dataLoader.dataset import VideoDataset
 from engine.checkpoint import load_model
-from engine.evaluate import evaluate_camera, load_gt_depth
-from engine.metrics import depth_metrics, evaluate_video
-from engine.render import render_pose
-from engine.setup import data_options
-from engine.trainer import Trainer
+from engine.evaluation.evaluate import evaluate_camera, load_gt_depth
+from engine.evaluation.metrics import depth_metrics, evaluate_video
+from engine.option_groups import data_options
+from engine.render.frames import render_pose
+from engine.train.trainer import Trainer
 from engine.workflow import evaluate_checkpoint, finish_training
 
-ROOT = Path(__file__).resolve().parents[1]
 T = 4  # frames of the tiny scene
 OPTIONAL = ("lpips", "flip", "jod")
 
@@ -109,7 +108,7 @@ def test_tools_evaluate_cli_updates_the_run(run_dir, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     (run / "metrics.json").unlink()
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--ckpt", str(run / "ckpt.pt"),
+    proc = subprocess.run([sys.executable, "-m", "tools.evaluate", "--ckpt", str(run / "ckpt.pt"),
                            "--device", "cpu", "--picture_frames", "1"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, env=script_env())
     assert proc.returncode == 0, proc.stderr
@@ -121,7 +120,7 @@ def test_tools_evaluate_cli_updates_the_run(run_dir, tmp_path):
 
 def test_tools_evaluate_bad_checkpoint(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--ckpt", str(tmp_path / "junk.pt")],
+    proc = subprocess.run([sys.executable, "-m", "tools.evaluate", "--ckpt", str(tmp_path / "junk.pt")],
                           capture_output=True, text=True, timeout=120, env=script_env())
     assert proc.returncode == 2
     assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1

@@ -8,11 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_video
-from dataLoader.errors import UserError
 from dataLoader.video_io import read_video
 from engine.checkpoint import load_checkpoint
-from engine.fragments import Fragment, parse_devices, plan_fragments, render_fragments, stitch_videos, train_fragments
+from engine.train.fragments import (
+    Fragment,
+    parse_devices,
+    plan_fragments,
+    render_fragments,
+    stitch_videos,
+    train_fragments,
+)
 from engine.workflow import VideoRequest
 from tests.conftest import TINY_TRAIN, script_env
 
@@ -43,7 +50,7 @@ def test_parse_devices():
 
 
 def test_fragment_range_past_the_end_is_one_line_from_the_script(tiny_scene, tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "tools/train_fragments.py"), "--fragment_len", "2",
+    out = subprocess.run([sys.executable, "-m", "tools.train_fragments", "--fragment_len", "2",
                           "--datadir", str(tiny_scene), "--basedir", str(tmp_path), "--frame_start", "2",
                           "--n_frames", "5"], capture_output=True, text=True, env=script_env())
     assert out.returncode == 2

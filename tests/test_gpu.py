@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from engine.checkpoint import load_model
-from engine.evaluate import evaluate_camera
-from engine.render import RenderSettings, render_pose
-from engine.trainer import Trainer
+from engine.evaluation.evaluate import evaluate_camera
+from engine.render.frames import RenderSettings, render_pose
+from engine.train.trainer import Trainer
 from models.types import RayBatch
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

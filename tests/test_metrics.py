@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import metrics, visualize
+from engine.evaluation import metrics, visualize
 
 
 def _rng(seed=0):
@@ -212,7 +212,7 @@ def test_mixvoxels_ssim_matches_scikit_image_old_defaults():
     data range 2); the toolkit's Gaussian SSIM (data range 1) is a different number on the same pair."""
     from skimage.metrics import structural_similarity
 
-    from engine.metrics_mixvoxels import ssim_mixvoxels
+    from engine.evaluation.metrics_mixvoxels import ssim_mixvoxels
 
     rng = _rng()
     yy, xx = np.mgrid[0:20, 0:26] / 26.0

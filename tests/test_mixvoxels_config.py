@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TRAIN, script_env
 
-import opt
 from engine import mixvoxels_config as mv
-from engine.trainer import Trainer
+from engine import options
+from engine.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def test_key_mapping_is_pinned(coffee_5000):
     assert tr.values["batch_size"] == "4096"  # 512 x batch_factor[0]: the rays per iteration it trains with
     assert tr.values["lr_decay"] == "cosine"
     assert "n_train_frames" not in tr.values and "batch_factor" not in tr.values
-    cfg = opt.parse(["--config", str(coffee_5000)])
+    cfg = options.parse(["--config", str(coffee_5000)])
     assert (cfg.n_iters, cfg.batch_size, cfg.N_voxel_init, cfg.N_voxel_final) == (5000, 4096, 256 ** 3, 640 ** 3)
     assert (cfg.upsamp_list, cfg.update_AlphaMask_list) == ([1500, 2000, 2500, 3250], [1750])
     assert (cfg.lr_init, cfg.lr_basis, cfg.lr_dynamic_init, cfg.lr_dynamic_basis) == (0.02, 3e-3, 0.02, 3e-3)
@@ -127,12 +127,12 @@ def test_key_mapping_is_pinned(coffee_5000):
     assert (cfg.point_wise_dynamic_threshold, cfg.alpha_mask_thre, cfg.rm_weight_mask_thre) == (0.01, 1e-5, 1e-4)
     assert (cfg.step_ratio, cfg.fea2denseAct, cfg.TV_dynamic_factor) == (4.0, "relu", 3.0)
     assert cfg.vis_every == 10000  # periodic test renders, as in the release
-    assert cfg.config == str(coffee_5000) and opt.resolve(cfg).expname == "coffee_martini_5000"
+    assert cfg.config == str(coffee_5000) and options.resolve(cfg).expname == "coffee_martini_5000"
 
 
 def test_unused_keys_are_named_in_one_warning_line(coffee_5000, caplog):
     with caplog.at_level(logging.WARNING):
-        opt.parse(["--config", str(coffee_5000)])
+        options.parse(["--config", str(coffee_5000)])
     lines = [r.getMessage() for r in caplog.records if "MixVoxels keys" in r.getMessage()]
     assert lines == [f"{coffee_5000}: MixVoxels keys without an effect here (ignored): {', '.join(UNUSED)}"]
 
@@ -141,14 +141,14 @@ def test_n_train_frames_below_n_frames_is_refused(tmp_path):
     path = tmp_path / "x.txt"
     path.write_text("dataset_name = llffvideo\nn_frames = 300\nn_train_frames = 50\n")
     with pytest.raises(mv.UserError, match="n_train_frames 50 differs from n_frames 300"):
-        opt.parse(["--config", str(path)])
+        options.parse(["--config", str(path)])
 
 
 def test_release_config_trains_ten_iterations(coffee_5000, tiny_scene, tmp_path):
     """The release file as the config; on the command line only what a tiny CPU scene needs: its datadir,
     its 4 frames, 10 iterations and the tiny model sizes (the full 256^3 model takes ~40 s per iteration on
     2 shared CPU cores)."""
-    cfg = opt.resolve(opt.parse(["--config", str(coffee_5000), "--datadir", str(tiny_scene), "--n_frames", "4",
+    cfg = options.resolve(options.parse(["--config", str(coffee_5000), "--datadir", str(tiny_scene), "--n_frames", "4",
                                  "--downsample", "1", "--n_iters", "10", "--basedir", str(tmp_path / "log"),
                                  *TINY_TRAIN]))
     trainer = Trainer(cfg)
@@ -165,15 +165,15 @@ def test_converter_writes_the_translation(coffee_5000, tmp_path):
                            str(out)], capture_output=True, text=True, cwd=REPO, env=script_env())
     assert proc.returncode == 0, proc.stderr
     assert f"ignored (no effect here): {', '.join(UNUSED)}" in out.read_text()
-    a = vars(opt.parse(["--config", str(out)]))
-    b = vars(opt.parse(["--config", str(coffee_5000)]))
+    a = vars(options.parse(["--config", str(out)]))
+    b = vars(options.parse(["--config", str(coffee_5000)]))
     assert {k: (a[k], b[k]) for k in a if k != "config" and a[k] != b[k]} == {}
 
 
 def test_schedules_have_distinct_run_names():
     names = set()
     for s, iters in (("T", 5000), ("S", 7500), ("M", 12500), ("L", 25000)):
-        cfg = opt.resolve(opt.parse(["--base_config", str(REPO / "configs" / "base" / f"{s}.txt"),
+        cfg = options.resolve(options.parse(["--base_config", str(REPO / "configs" / "base" / f"{s}.txt"),
                                      "--config", str(REPO / "configs" / "scenes" / "coffee_martini.txt")]))
         assert cfg.n_iters == iters and cfg.expname == f"coffee_martini_{s}"
         names.add(cfg.expname)

@@ -16,10 +16,10 @@ from conftest import TINY_TRAIN
 from test_static_depth import gt_depth_file
 
 from engine import panels
-from engine.metrics import psnr as mse_to_psnr
-from engine.render import render_pose
-from engine.schedule import lr_factor
-from engine.trainer import Trainer
+from engine.evaluation.metrics import psnr as mse_to_psnr
+from engine.render.frames import render_pose
+from engine.train.schedule import lr_factor
+from engine.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 N_ITERS, VIS_EVERY, N_VIS = 8, 4, 2
@@ -33,7 +33,7 @@ def tb_run(make_cfg, tiny_scene, tmp_path_factory):
     depth_file = gt_depth_file(tiny_scene, tmp_path_factory.mktemp("depth") / "d.npz")
     trainer = Trainer(make_cfg("tb_run", n_iters=N_ITERS, upsamp_list=(4,), alpha_mask_list=(6,),
                                extra=["--vis_every", str(VIS_EVERY), "--n_vis", str(N_VIS),
-                                      "--progress_refresh_rate", "2", "--use_depth", "1",
+                                      "--progress_refresh_rate", "2", "--depth_source", "static_model",
                                       "--depthmap_npy_path", str(depth_file)]))
     trainer.fit()
     acc = event_accumulator.EventAccumulator(str(trainer.run_dir / "tensorboard"),

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from dataLoader.dataset import DataOptions, VideoDataset
-from dataLoader.errors import UserError
-from dataLoader.synthetic_scene import write_scene
-from engine.trainer import Trainer
+from engine.train.trainer import Trainer
+from synthetic.scene import write_scene
 from tests.conftest import tiny_config
 from tools import prepare_video
 
@@ -46,7 +46,7 @@ def test_prepare_then_train_with_an_excluded_camera(n3dv_scene, tmp_path, caplog
     scene = _prepared(n3dv_scene, tmp_path, downsample=2)
     cfg = tiny_config(scene, tmp_path / "log", "coffee", n_iters=10, upsamp_list=(6,), alpha_mask_list=(8,),
                       extra=["--exclude_cams", "cam03", "--downsample", "2"])
-    with caplog.at_level(logging.INFO, logger="engine.trainer"):
+    with caplog.at_level(logging.INFO, logger="engine.train.trainer"):
         trainer = Trainer(cfg)
     # the config states downsample 2 of the 64x48 capture: 32x24, exactly the extracted frames
     assert (trainer.data.w, trainer.data.h) == (CAPTURE_W // 2, CAPTURE_H // 2)

@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from dataLoader.dataset import scene_aabb
-from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization, average_pose, load_poses_bounds
-from engine.paths import (
+from dataLoader.scene_layout import SceneDir
+from engine.render.camera_paths import (
     PATHS,
     CameraPath,
     convergence_point,
@@ -26,7 +27,7 @@ H, W, FOCAL = 24, 32, 30.0
 @pytest.fixture(scope="module")
 def rig(tiny_scene):
     """(camera table with normalized c2w [K,3,4], normalization) of the tiny synthetic scene."""
-    poses = load_poses_bounds(tiny_scene / "poses_bounds.npy")
+    poses = load_poses_bounds(SceneDir(tiny_scene).poses)
     norm = SceneNormalization.from_rig(poses, scene_aabb((-1.5, -1.5, -1.0)))
     return {"c2w": norm.apply(poses.c2w), "names": list(poses.names or [])}, norm
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 from dataLoader.poses import (
     CameraRig,
     SceneNormalization,
@@ -17,6 +17,7 @@ from dataLoader.poses import (
     save_poses_bounds,
     to_poses_bounds,
 )
+from dataLoader.scene_layout import SceneDir
 
 AABB = [[-1.5, -1.67, -1.0], [1.5, 1.67, 1.0]]
 
@@ -88,7 +89,7 @@ def test_poses_bounds_round_trip():
 
 def test_save_and_load_with_names(tmp_path):
     c2w = np.concatenate([random_rotations(3), np.zeros((3, 3, 1))], axis=-1)
-    path = tmp_path / "poses_bounds.npy"
+    path = SceneDir(tmp_path).poses
     save_poses_bounds(path, c2w, (24, 32, 30), np.tile([1.0, 5.0], (3, 1)), ["cam00", "cam01", "cam02"])
     loaded = load_poses_bounds(path)
     assert loaded.names == ("cam00", "cam01", "cam02")
@@ -215,7 +216,7 @@ def test_non_orthonormal_rotation_and_bad_bounds_raise():
 
 
 def test_names_file_mismatch_raises(tmp_path):
-    path = tmp_path / "poses_bounds.npy"
+    path = SceneDir(tmp_path).poses
     np.save(path, good_array(3))
     cams_file(path).write_text("cam00\ncam01\n")
     with pytest.raises(UserError, match="poses_bounds_cams.txt: lists 2 cameras .* 3 rows"):
@@ -224,10 +225,10 @@ def test_names_file_mismatch_raises(tmp_path):
 
 def test_missing_and_unreadable_files_raise(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        load_poses_bounds(tmp_path / "poses_bounds.npy")
-    (tmp_path / "poses_bounds.npy").write_bytes(b"not numpy")
+        load_poses_bounds(SceneDir(tmp_path).poses)
+    SceneDir(tmp_path).poses.write_bytes(b"not numpy")
     with pytest.raises(UserError, match="poses_bounds.npy"):
-        load_poses_bounds(tmp_path / "poses_bounds.npy")
+        load_poses_bounds(SceneDir(tmp_path).poses)
 
 
 @pytest.mark.parametrize("row, match", [

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from conftest import script_env
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_png, write_video
-from dataLoader.errors import UserError
+from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import (
     extract_frames,
     list_videos,
@@ -19,7 +20,6 @@ from dataLoader.video_io import (
     read_video,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 H, W, T = 24, 32, 6
 
 
@@ -43,7 +43,7 @@ def _make_videos(folder: Path, counts=(T, T)) -> list[Path]:
 
 
 def _run_script(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "prepare_video.py"), *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "tools.prepare_video", *map(str, args)],
                           capture_output=True, text=True, timeout=120, env=script_env())
 
 
@@ -78,9 +78,9 @@ def test_extract_frames_layout_and_colours(tmp_path):
     summary = extract_frames(tmp_path)
     assert summary.cams == ("cam00", "cam01") and summary.n_frames == T and summary.size == (W, H)
     for cam in summary.cams:
-        names = sorted(p.name for p in (tmp_path / "frames" / cam).iterdir())
+        names = sorted(p.name for p in (SceneDir(tmp_path).frames / cam).iterdir())
         assert names == [f"{k:04d}.png" for k in range(T)]
-    img = read_png(tmp_path / "frames" / "cam01" / "0003.png")
+    img = read_png(SceneDir(tmp_path).frames / "cam01" / "0003.png")
     assert img.shape == (H, W, 3)
     right = img[:, W // 2 + 2:].reshape(-1, 3).mean(0)
     np.testing.assert_allclose(right, (40 + 90, 120, 80), atol=6)
@@ -91,7 +91,7 @@ def test_extract_frame_range_and_downsample(tmp_path):
     _make_videos(tmp_path)
     summary = extract_frames(tmp_path, frame_start=2, n_frames=3, downsample=2.0)
     assert summary.n_frames == 3 and summary.size == (W // 2, H // 2)
-    files = sorted((tmp_path / "frames" / "cam00").glob("*.png"))
+    files = sorted((SceneDir(tmp_path).frames / "cam00").glob("*.png"))
     assert [f.name for f in files] == ["0000.png", "0001.png", "0002.png"]
     img = read_png(files[0])
     assert img.shape == (H // 2, W // 2, 3)
@@ -104,14 +104,14 @@ def test_frame_range_past_end_is_a_user_error(tmp_path):
         extract_frames(tmp_path, frame_start=T - 1, n_frames=3)
     with pytest.raises(UserError, match="past the end"):
         extract_frames(tmp_path, frame_start=T + 5)
-    assert not (tmp_path / "frames").exists()
+    assert not SceneDir(tmp_path).frames.exists()
 
 
 def test_mismatched_frame_counts_name_the_videos(tmp_path):
     _make_videos(tmp_path, counts=(T, T - 2))
     with pytest.raises(UserError, match=r"cam00\.mp4: 6.*cam01\.mp4: 4"):
         extract_frames(tmp_path)
-    assert not (tmp_path / "frames").exists()
+    assert not SceneDir(tmp_path).frames.exists()
     assert extract_frames(tmp_path, n_frames=T - 2).n_frames == T - 2  # a common range is fine
 
 
@@ -130,7 +130,7 @@ def test_existing_frames_need_overwrite(tmp_path):
     with pytest.raises(UserError, match="--overwrite 1"):
         extract_frames(tmp_path)
     assert extract_frames(tmp_path, overwrite=True).n_frames == T
-    assert len(list((tmp_path / "frames" / "cam00").glob("*.png"))) == T
+    assert len(list((SceneDir(tmp_path).frames / "cam00").glob("*.png"))) == T
 
 
 def test_script_success_and_corrupt_video(tmp_path):
@@ -145,4 +145,4 @@ def test_script_success_and_corrupt_video(tmp_path):
     assert failed.returncode == 2
     lines = failed.stderr.strip().splitlines()
     assert len(lines) == 1 and "cam00.mp4" in lines[0] and "Traceback" not in failed.stderr
-    assert not (bad / "frames").exists()
+    assert not SceneDir(bad).frames.exists()

@@ -6,12 +6,18 @@ import numpy as np
 import torch
 
 from dataLoader.poses import look_at
-from dataLoader.synthetic_content import make_scene, video_cameras
 from engine.depth_consistency import consistency, lift, project
-from engine.schedule import lr_factor, upsample_reset_factor
+from engine.train.schedule import lr_factor, upsample_reset_factor
 from models.mixvoxels import MixVoxels, ModelConfig
-from models.regularizers import (background_step, distortion_loss, near_weight_loss, on_background,
-                                 opacity_entropy_loss, opacity_loss)
+from models.regularizers import (
+    background_step,
+    distortion_loss,
+    near_weight_loss,
+    on_background,
+    opacity_entropy_loss,
+    opacity_loss,
+)
+from synthetic.content import make_scene, video_cameras
 
 
 def test_distortion_loss_hand_computed():
@@ -56,17 +62,19 @@ def test_opacity_and_white_background_terms():
 def test_config_wiring_of_opacity_and_white_background():
     from types import SimpleNamespace
 
-    from engine.regularize import regularizer_terms, static_rgb_for_loss
+    from models.objective import ObjectiveWeights, StepScales, regularizer_terms, static_rgb_for_loss
 
-    cfg = SimpleNamespace(distortion_weight=0.0, near_weight=0.0, opacity_entropy_weight=0.0, opacity_weight=0.5,
-                          white_bg_fraction=0.5)
+    w = ObjectiveWeights(tv_density=0.0, tv_app=0.0, tv_dynamic_factor=0.0, variation=0.0, depth_loss="mse",
+                         distortion=0.0, near=0.0, near_t=0.2, opacity_entropy=0.0, opacity=0.5,
+                         white_bg_fraction=0.5)
+    plain, white = StepScales(tv=1.0, depth=1.0, lr=1.0), StepScales(tv=1.0, depth=1.0, lr=1.0, white_bg=True)
     out = SimpleNamespace(acc=torch.tensor([1.0, 0.5]), static_rgb=torch.tensor([[0.2, 0.2, 0.2], [0.1, 0.2, 0.3]]))
-    terms = regularizer_terms(cfg, out, 1.0)
+    terms = regularizer_terms(out, w, plain)
     assert set(terms) == {"opacity"} and math.isclose(float(terms["opacity"]), 0.5 * 0.25 / 2, rel_tol=1e-6)
-    assert torch.equal(static_rgb_for_loss(cfg, out, 0), out.static_rgb)
-    assert torch.allclose(static_rgb_for_loss(cfg, out, 1), torch.tensor([[0.2, 0.2, 0.2], [0.6, 0.7, 0.8]]))
-    cfg.white_bg_fraction, cfg.opacity_weight = 0.0, 0.0
-    assert torch.equal(static_rgb_for_loss(cfg, out, 1), out.static_rgb) and regularizer_terms(cfg, out, 1.0) == {}
+    assert torch.equal(static_rgb_for_loss(out, plain), out.static_rgb)
+    assert torch.allclose(static_rgb_for_loss(out, white), torch.tensor([[0.2, 0.2, 0.2], [0.6, 0.7, 0.8]]))
+    off = ObjectiveWeights(0.0, 0.0, 0.0, 0.0, "mse", 0.0, 0.0, 0.2, 0.0)
+    assert regularizer_terms(out, off, plain) == {}
 
 
 def test_upsample_reset_restarts_the_cosine():
@@ -129,9 +137,9 @@ def _wall_depth(cams, h, w, f):
 def test_export_refuses_inconsistent_depth_unless_overridden():
     import pytest
 
+    from core.errors import UserError
     from dataLoader.depth_files import DenseDepth
-    from dataLoader.errors import UserError
-    from engine.static_depth import ExportOptions, filter_consistent
+    from engine.render.static_depth import ExportOptions, filter_consistent
 
     cams = np.stack([look_at((x, y, 0.0), (0.0, 0.0, -5.0)) for x, y in [(0, 0), (0.3, 0), (-0.3, 0), (0, 0.2)]])
     h, w, f = 24, 32, 25.0
@@ -153,7 +161,7 @@ def test_export_refuses_inconsistent_depth_unless_overridden():
 def test_trainer_applies_opacity_prior_and_white_background(make_cfg):
     """Through the Trainer: the opacity term is added, and on a white-background step the static colour
     loss compares rgb + (1 - acc) with the target."""
-    from engine.trainer import Trainer
+    from engine.train.trainer import Trainer
     from models import losses
 
     trainer = Trainer(make_cfg("opacity_bg", n_iters=4, upsamp_list=(100,), alpha_mask_list=(100,),
@@ -165,7 +173,7 @@ def test_trainer_applies_opacity_prior_and_white_background(make_cfg):
     with torch.no_grad():
         out = trainer.model(batch, jitter=False)
         trainer.step = 1  # a white-background step at fraction 0.5
-        terms = trainer.loss_terms(batch, out, label)
+        terms = trainer.model.loss_terms(batch, out, label, trainer.weights, trainer.step_scales())
     expected = losses.mse(out.static_rgb + (1 - out.acc)[:, None], batch.rgb.mean(1))
     assert torch.allclose(terms["static_rgb"], expected)
     assert torch.allclose(terms["opacity"], 0.5 * (1 - out.acc).pow(2).mean())

@@ -15,9 +15,9 @@ import torch
 import render_one_video
 from engine.checkpoint import load_model
 from engine.cli import run_main
-from engine.paths import CameraPath, load_path_file, save_path_file
-from engine.render import iter_camera_frames, iter_path_frames, render_pose
-from engine.trainer import Trainer
+from engine.render.camera_paths import CameraPath, load_path_file, save_path_file
+from engine.render.frames import iter_camera_frames, iter_path_frames, render_pose
+from engine.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 T, H, W = 4, 24, 32  # the tiny scene of conftest.py

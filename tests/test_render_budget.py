@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.render import (
+from engine.render.frames import (
     BYTES_PER_SAMPLE_FRAME,
     RenderSettings,
     budget_bytes,
@@ -14,7 +14,7 @@ from engine.render import (
     model_frames,
     render_pose,
 )
-from engine.trainer import Trainer
+from engine.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

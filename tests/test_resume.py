@@ -17,11 +17,12 @@ import pytest
 import torch
 
 import engine.checkpoint as checkpoint_mod
+from core.errors import UserError
 from dataLoader import frame_cache
-from dataLoader.errors import UserError
+from dataLoader.scene_layout import SceneDir
 from engine.checkpoint import load_checkpoint
-from engine.signals import StopRequest, TrainingInterrupted
-from engine.trainer import Trainer
+from engine.train.signals import StopRequest, TrainingInterrupted
+from engine.train.trainer import Trainer
 from engine.workflow import finish_training
 from tests.conftest import TINY_TRAIN, tiny_config
 
@@ -197,15 +198,15 @@ def test_interrupted_cache_build_continues_and_matches_a_clean_build(scene_copy,
     with pytest.raises(KeyboardInterrupt):
         frame_cache.build_cache(scene_copy, src, 1.0, 1)
     key = frame_cache.cache_key(src, 1.0, 1)
-    assert not (scene_copy / "cache" / key).exists()  # nothing half-built is in place
-    assert sorted(p.name for p in (scene_copy / "cache" / f".tmp-{key}" / "done").iterdir()) == ["0", "1"]
+    assert not (SceneDir(scene_copy).cache / key).exists()  # nothing half-built is in place
+    assert sorted(p.name for p in (SceneDir(scene_copy).cache / f".tmp-{key}" / "done").iterdir()) == ["0", "1"]
 
     reads.clear()
     monkeypatch.setattr(frame_cache, "read_frame",
                         lambda path, hw, src_hw=None: reads.append(path) or real_read(path, hw, src_hw))
     out = frame_cache.build_cache(scene_copy, src, 1.0, 1)
     assert len(reads) == (n_cams - 2) * n_t  # continued: only the unfinished cameras were decoded
-    assert not (scene_copy / "cache" / f".tmp-{key}").exists()
+    assert not (SceneDir(scene_copy).cache / f".tmp-{key}").exists()
 
     clean = tmp_path / "clean"
     shutil.copytree(tiny_scene, clean, ignore=shutil.ignore_patterns("cache"))
@@ -217,7 +218,7 @@ def test_interrupted_cache_build_continues_and_matches_a_clean_build(scene_copy,
 def test_partial_build_of_other_settings_is_not_reused(scene_copy):
     src = frame_cache.scan_frames(scene_copy)
     key = frame_cache.cache_key(src, 1.0, 1)
-    tmp = scene_copy / "cache" / f".tmp-{key}"
+    tmp = SceneDir(scene_copy).cache / f".tmp-{key}"
     (tmp / "done").mkdir(parents=True)
     for k in range(len(src.files)):  # claims every camera is done, but with a foreign plan
         (tmp / "done" / str(k)).write_text("")
@@ -233,4 +234,4 @@ def test_cache_build_on_a_full_disk_is_one_clear_error(scene_copy, monkeypatch):
     monkeypatch.setattr(frame_cache.shutil, "disk_usage", lambda p: usage._replace(free=1000))
     with pytest.raises(UserError, match=r"cache: the frame cache needs 0.0 GiB but only 0.0 GiB are free"):
         frame_cache.build_cache(scene_copy, frame_cache.scan_frames(scene_copy), 1.0, 1)
-    assert [p.name for p in (scene_copy / "cache").iterdir() if not p.name.startswith(".")] == []
+    assert [p.name for p in SceneDir(scene_copy).cache.iterdir() if not p.name.startswith(".")] == []

@@ -15,7 +15,7 @@ import colmap2depth
 import imgs2poses
 import render_one_video
 import static_model2depth
-from dataLoader.errors import UserError
+from core.errors import UserError
 from engine.stage_args import DOWNSAMPLE_HELP, datadir_of, parse_with_config
 from tools import make_synthetic_scene, prepare_video
 

@@ -12,20 +12,21 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import opt
 import prepare_static
 import static_model2depth
+from core.errors import UserError
 from dataLoader.dataset import DataOptions, VideoDataset
 from dataLoader.depth_files import DenseDepth, load_dense_depth, save_dense_depth
-from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization, load_poses_bounds, save_poses_bounds
-from dataLoader.synthetic_scene import make_scene, render_view, write_scene
+from dataLoader.scene_layout import SceneDir
+from engine import options
 from engine.checkpoint import save_checkpoint
 from engine.cli import run_main
-from engine.static_depth import load_static_model, render_static_depth, weight_quantile
-from engine.trainer import Trainer
+from engine.render.static_depth import load_static_model, render_static_depth, weight_quantile
+from engine.train.trainer import Trainer
 from models import build_model
 from models.mixvoxels import ModelConfig
+from synthetic.scene import make_scene, render_view, write_scene
 
 REPO = Path(__file__).resolve().parents[1]
 # A small scene whose static capture a static model fits to ~2 % median depth error in ~30 s (2 cores).
@@ -69,7 +70,7 @@ def fit_scene(tmp_path_factory) -> Path:
 def static_ckpt(fit_scene, tmp_path_factory) -> Path:
     """prepare_static + train.py --static_only 1 on the fit scene's static capture."""
     prepare_static.main(["--static_data_path", str(fit_scene / "static")])
-    cfg = opt.resolve(opt.parse(["--datadir", str(fit_scene / "static"), "--expname", "static",
+    cfg = options.resolve(options.parse(["--datadir", str(fit_scene / "static"), "--expname", "static",
                                  "--basedir", str(tmp_path_factory.mktemp("runs")), *FIT_TRAIN]))
     trainer = Trainer(cfg)
     assert trainer.model.cfg.static_only and not hasattr(trainer.model, "dyn_density")
@@ -86,7 +87,7 @@ def static_copy(tiny_scene, tmp_path) -> Path:
 
 def exact_static_depth(scene: Path, c2w_world: np.ndarray, hw) -> np.ndarray:
     """Ground-truth depth of the static world (moving objects removed) at world cameras [K, 3, 4]."""
-    rig = load_poses_bounds(scene / "poses_bounds.npy")
+    rig = load_poses_bounds(SceneDir(scene).poses)
     world = make_scene(0, FIT_SCENE["n_frames"]).without_moving()
     hwf = (hw[0], hw[1], rig.hwf[2] * hw[1] / rig.hwf[1])
     return np.stack([render_view(world, c, hwf, 0, supersample=1)[1] for c in c2w_world])
@@ -98,28 +99,29 @@ def test_prepare_static_writes_only_a_t1_cache_inside_the_capture(static_copy, c
     code, out, _ = run_cli(prepare_static.main, ["--static_data_path", str(static_copy)], capsys)
     assert code == 0 and len(out) == 1 and "4 views 32x24" in out[0]
     new = {p for p in static_copy.parent.rglob("*")} - before
-    assert new and all(static_copy / "cache" in p.parents or p == static_copy / "cache" for p in new)
-    frames = np.load(next((static_copy / "cache").glob("*/frames.npy")))
+    assert new and all(SceneDir(static_copy).cache in p.parents or p == SceneDir(static_copy).cache for p in new)
+    frames = np.load(next(SceneDir(static_copy).cache.glob("*/frames.npy")))
     assert frames.shape == (4, 24, 32, 1, 3)  # one frame per camera, no copies
     VideoDataset(DataOptions(static_copy, test_cams=()))  # what train.py --datadir D opens ...
-    assert len(list((static_copy / "cache").iterdir())) == 1  # ... is the cache prepare_static built
+    assert len(list(SceneDir(static_copy).cache.iterdir())) == 1  # ... is the cache prepare_static built
 
 
 def test_prepare_static_allows_gaps_and_any_file_name(static_copy, capsys):
-    (static_copy / "frames" / "cam03").rename(static_copy / "frames" / "cam07")
-    (static_copy / "frames" / "cam07" / "0000.png").rename(static_copy / "frames" / "cam07" / "photo.jpg.png")
-    names = static_copy / "poses_bounds_cams.txt"
+    frames = SceneDir(static_copy).frames
+    (frames / "cam03").rename(frames / "cam07")
+    (frames / "cam07" / "0000.png").rename(frames / "cam07" / "photo.jpg.png")
+    names = SceneDir(static_copy).camera_names
     names.write_text(names.read_text().replace("cam03", "cam07"))
     code, out, _ = run_cli(prepare_static.main, ["--static_data_path", str(static_copy)], capsys)
     assert code == 0 and "4 views" in out[0]
 
 
 def _keep_cams(d: Path, keep: list[int]) -> None:
-    rig = load_poses_bounds(d / "poses_bounds.npy")
-    for cam in sorted((d / "frames").iterdir()):
+    rig = load_poses_bounds(SceneDir(d).poses)
+    for cam in sorted(SceneDir(d).frames.iterdir()):
         if int(cam.name[3:]) not in keep:
             shutil.rmtree(cam)
-    save_poses_bounds(d / "poses_bounds.npy", rig.c2w[keep], rig.hwf, rig.bounds[keep], [rig.names[k] for k in keep])
+    save_poses_bounds(SceneDir(d).poses, rig.c2w[keep], rig.hwf, rig.bounds[keep], [rig.names[k] for k in keep])
 
 
 def _bad_one_image(d: Path):
@@ -128,20 +130,20 @@ def _bad_one_image(d: Path):
 
 
 def _bad_sizes(d: Path):
-    img = iio.imread(d / "frames" / "cam02" / "0000.png")
-    iio.imwrite(d / "frames" / "cam02" / "0000.png", img[:20, :30])
+    img = iio.imread(SceneDir(d).frames / "cam02" / "0000.png")
+    iio.imwrite(SceneDir(d).frames / "cam02" / "0000.png", img[:20, :30])
     return ("cam02/0000.png", "30x20", "one size")
 
 
 def _bad_two_images(d: Path):
-    shutil.copy(d / "frames" / "cam01" / "0000.png", d / "frames" / "cam01" / "0001.png")
+    shutil.copy(SceneDir(d).frames / "cam01" / "0000.png", SceneDir(d).frames / "cam01" / "0001.png")
     return ("cam01", "2 images", "one photo per camera")
 
 
 def _bad_rows(d: Path):
-    rig = load_poses_bounds(d / "poses_bounds.npy")
-    save_poses_bounds(d / "poses_bounds.npy", rig.c2w[:3], rig.hwf, rig.bounds[:3])
-    (d / "poses_bounds_cams.txt").unlink()
+    rig = load_poses_bounds(SceneDir(d).poses)
+    save_poses_bounds(SceneDir(d).poses, rig.c2w[:3], rig.hwf, rig.bounds[:3])
+    SceneDir(d).camera_names.unlink()
     return ("poses_bounds.npy", "3 pose rows but 4 camera folders")
 
 
@@ -150,14 +152,14 @@ def test_bad_static_capture_is_one_line_and_exit_2(static_copy, capsys, breaker)
     fragments = breaker(static_copy)
     code, _, err = run_cli(prepare_static.main, ["--static_data_path", str(static_copy)], capsys)
     assert_one_error_line(code, err, *fragments)
-    assert not (static_copy / "cache").exists()
+    assert not SceneDir(static_copy).cache.exists()
 
 
 # ---------------------------------------------------------------------- static model -> depth maps
 def test_static_model_depth_matches_ground_truth(static_ckpt, fit_scene):
     """Median relative error of the rendered depth at the video cameras < 5 % (static world GT)."""
     model, norm, _ = load_static_model(static_ckpt)
-    rig = load_poses_bounds(fit_scene / "poses_bounds.npy")
+    rig = load_poses_bounds(SceneDir(fit_scene).poses)
     h, w = FIT_SCENE["height"], FIT_SCENE["width"]
     gt = exact_static_depth(fit_scene, rig.c2w, (h, w))
     rel = []
@@ -183,7 +185,7 @@ def test_static_model2depth_writes_round_trip_file_and_never_overwrites(static_c
     code, lines, err = run_cli(static_model2depth.main, argv, capsys)
     assert code == 0 and len(lines) == 1 and "3 cameras (cam01, cam02, cam03)" in lines[0], (lines, err)
     d = load_dense_depth(out)
-    rig = load_poses_bounds(fit_scene / "poses_bounds.npy")
+    rig = load_poses_bounds(SceneDir(fit_scene).poses)
     assert d.cam_names == ["cam01", "cam02", "cam03"] and d.hw == (48, 64)
     assert d.depth.shape == d.mask.shape == d.weight.shape == (3, 48, 64) and d.depth.dtype == np.float32
     np.testing.assert_allclose(d.c2w, rig.c2w[1:])
@@ -205,8 +207,8 @@ def test_dense_depth_file_round_trips(tmp_path):
     d = DenseDepth(rng.uniform(1, 9, (2, 3, 4)).astype(np.float32), rng.uniform(size=(2, 3, 4)) > 0.3,
                    rng.uniform(size=(2, 3, 4)).astype(np.float32), ["cam01", "cam05"], (3, 4),
                    rng.normal(size=(2, 3, 4)), {"scale": 0.5, "ndc": True})
-    save_dense_depth(tmp_path / "depth" / "all_depth.npz", d)
-    back = load_dense_depth(tmp_path / "depth" / "all_depth.npz")
+    save_dense_depth(SceneDir(tmp_path).dense_depth, d)
+    back = load_dense_depth(SceneDir(tmp_path).dense_depth)
     for f in ("depth", "mask", "weight", "c2w"):
         np.testing.assert_array_equal(getattr(back, f), getattr(d, f))
     assert (back.cam_names, back.hw, back.normalization) == (d.cam_names, d.hw, d.normalization)
@@ -215,14 +217,14 @@ def test_dense_depth_file_round_trips(tmp_path):
 
 def _moved_rig(src: Path, dst: Path, how: str) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("cache", "static", "depth"))
-    rig = load_poses_bounds(dst / "poses_bounds.npy")
+    rig = load_poses_bounds(SceneDir(dst).poses)
     c2w = rig.c2w.copy()
     if how == "shifted":  # e.g. poses from another SfM run: another origin and scale
         c2w[:, :, 3] = c2w[:, :, 3] * 10 + np.array([40.0, 0.0, 25.0])
     else:  # turned 90 degrees about the vertical axis
         rot = np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])
         c2w = np.einsum("ij,kjl->kil", rot, c2w)
-    save_poses_bounds(dst / "poses_bounds.npy", c2w, rig.hwf, rig.bounds, rig.names)
+    save_poses_bounds(SceneDir(dst).poses, c2w, rig.hwf, rig.bounds, rig.names)
     return dst
 
 
@@ -259,8 +261,8 @@ def test_checkpoint_that_is_not_static_is_refused(tiny_scene, tmp_path):
 # ---------------------------------------------------------------------- dense depth loss in training
 def gt_depth_file(scene: Path, path: Path, cams=(1, 2, 3), hw=None, shift=0.0) -> Path:
     """all_depth.npz from gt_depth frame 0 (static pixels only), optionally resized or at moved poses."""
-    rig = load_poses_bounds(scene / "poses_bounds.npy")
-    depth = np.stack([np.load(scene / "gt_depth" / f"cam{k:02d}.npy") for k in cams])
+    rig = load_poses_bounds(SceneDir(scene).poses)
+    depth = np.stack([np.load(SceneDir(scene).gt_depth_dir / f"cam{k:02d}.npy") for k in cams])
     static = np.ptp(depth, axis=1) < 1e-5
     z = depth[:, 0]
     if hw is not None:
@@ -274,19 +276,19 @@ def gt_depth_file(scene: Path, path: Path, cams=(1, 2, 3), hw=None, shift=0.0) -
 
 def depth_cfg(tiny_scene, tmp_path, depth_file, lam=1.0, loss="mse", n_iters=20):
     return tiny_config(tiny_scene, tmp_path, f"depth_{loss}", n_iters=n_iters, upsamp_list=(),
-                       alpha_mask_list=(), extra=["--use_depth", "1", "--depthmap_npy_path", str(depth_file),
-                                                  "--depth_lambda", str(lam), "--depth_loss", loss])
+                       alpha_mask_list=(), extra=["--depth_source", "static_model", "--depthmap_npy_path",
+                                                  str(depth_file), "--depth_lambda", str(lam), "--depth_loss", loss])
 
 
 @pytest.mark.parametrize("loss", ["mse", "ds_kl"])
 def test_depth_term_in_the_trainer_reaches_every_static_grid(tiny_scene, tmp_path, loss):
     trainer = Trainer(depth_cfg(tiny_scene, tmp_path, gt_depth_file(tiny_scene, tmp_path / "d.npz"), loss=loss))
-    idx = trainer.sampler.next()
-    batch = trainer.depth.annotate(trainer.data.gather(idx), idx)
+    batch = trainer.data.gather(trainer.sampler.next())  # colours with their dense depth targets
     label = batch.std > trainer.cfg.temporal_variance_threshold
     assert (batch.depth_weight * (~label).float()).sum() > 0
     out = trainer.model(batch, jitter=True, ray_dynamic=label)
-    depth_term = trainer.depth.loss_terms(trainer.model, batch, out, label, 0)["depth"]
+    terms = trainer.model.loss_terms(batch, out, label, trainer.weights, trainer.step_scales())
+    depth_term = terms["depth"]
     trainer.optimizer.zero_grad(set_to_none=True)
     depth_term.backward(retain_graph=True)
     m = trainer.model
@@ -294,7 +296,7 @@ def test_depth_term_in_the_trainer_reaches_every_static_grid(tiny_scene, tmp_pat
         assert p.grad is not None and p.grad.abs().sum() > 0
     for p in m.dyn_density.grid_parameters() + m.dyn_appearance.grid_parameters():
         assert p.grad is None or p.grad.abs().sum() == 0  # the static branch only
-    total = sum(trainer.loss_terms(batch, out, label).values()) + depth_term  # one backward, as in train_step
+    total = sum(terms.values())  # one backward, as in train_step
     trainer.optimizer.zero_grad(set_to_none=True)
     total.backward()
     for p in m.density.grid_parameters() + m.appearance.grid_parameters():
@@ -314,7 +316,7 @@ def test_depth_loss_moves_static_depth_toward_the_target(tiny_scene, tmp_path):
     for lam in (0.0, 1.0):
         trainer = Trainer(depth_cfg(tiny_scene, tmp_path / str(lam), depth_file, lam=lam, n_iters=30))
         idx = np.arange(0, trainer.data.n_train_rays, 2)
-        batch = trainer.depth.annotate(trainer.data.gather(idx), idx)
+        batch = trainer.data.gather(idx)
         before = depth_error(trainer, batch)
         for _ in range(30):
             trainer.train_step()
@@ -338,9 +340,32 @@ def test_depth_file_for_other_cameras_size_or_world_is_refused(tiny_scene, tmp_p
 def test_depth_overlay_config_sets_the_depth_keys(tmp_path):
     scene = tmp_path / "scene.txt"
     scene.write_text("datadir = x\ndepth_lambda = 0.5\n")
-    cfg = opt.parse(["--config", str(scene), "--depth_config", str(REPO / "configs/depth/static_model.txt")])
-    assert cfg.use_depth == 1 and cfg.use_colmap_depth == 0 and cfg.depth_lambda == 0.5  # --config wins
-    cfg = opt.parse(["--config", str(scene), "--depth_config", str(REPO / "configs/depth/colmap.txt")])
-    assert cfg.use_colmap_depth == 1
+    cfg = options.parse(["--config", str(scene), "--depth_config", str(REPO / "configs/depth/static_model.txt")])
+    assert cfg.depth_source == "static_model" and cfg.depth_lambda == 0.5  # --config wins
+    cfg = options.parse(["--config", str(scene), "--depth_config", str(REPO / "configs/depth/colmap.txt")])
+    assert cfg.depth_source == "colmap"
+
+
+@pytest.mark.parametrize("legacy, source", [(["--use_depth", "1"], "static_model"),
+                                            (["--use_depth", "1", "--use_colmap_depth", "1"], "colmap"),
+                                            (["--use_depth", "0", "--use_colmap_depth", "1"], "none")])
+def test_seed_workflow_depth_keys_become_depth_source_with_a_warning(legacy, source, caplog):
+    with caplog.at_level("WARNING"):
+        cfg = options.resolve(options.parse(["--datadir", "x", *legacy]))
+    assert cfg.depth_source == source and not hasattr(cfg, "use_depth") and not hasattr(cfg, "use_colmap_depth")
+    assert "use depth_source = " + source in caplog.text
+
+
+def test_checkpoint_configs_with_the_seed_keys_are_upgraded():
+    assert options.upgrade_config({"use_depth": 1, "use_colmap_depth": 1, "seed": 3}) == {
+        "seed": 3, "depth_source": "colmap"}
+    assert options.upgrade_config({"use_depth": 0, "use_colmap_depth": 1}) == {"depth_source": "none"}
+    assert options.upgrade_config({"depth_source": "static_model"}) == {"depth_source": "static_model"}
+
+
+def test_depth_source_contradicting_the_seed_keys_is_refused():
+    with pytest.raises(UserError, match="depth_source colmap contradicts use_depth = 1, use_colmap_depth = 0"):
+        options.resolve(options.parse(["--datadir", "x", "--depth_source", "colmap", "--use_depth", "1",
+                                       "--use_colmap_depth", "0"]))
 
 

@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 from conftest import script_env
 
+from core.errors import UserError
 from dataLoader.depth_files import load_sparse_depth, save_depth_table
-from dataLoader.errors import UserError
 from dataLoader.poses import load_poses_bounds
 from dataLoader.rays import pixel_directions
-from dataLoader.synthetic_content import value_noise
-from dataLoader.synthetic_keypoints import gt_keypoint_table
-from dataLoader.synthetic_scene import (
+from dataLoader.scene_layout import SceneDir
+from dataLoader.video_io import read_png, read_video, to_uint8
+from synthetic.content import value_noise
+from synthetic.keypoints import gt_keypoint_table
+from synthetic.scene import (
     cast_rays,
     focal_from_fov,
     make_scene,
@@ -25,9 +27,7 @@ from dataLoader.synthetic_scene import (
     video_cameras,
     write_scene,
 )
-from dataLoader.video_io import read_png, read_video, to_uint8
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_cams=3, n_frames=3, width=32, height=24, n_static_views=4, supersample=2, video=False)
 
 
@@ -81,9 +81,9 @@ def test_layout_and_shapes(scenes):
     meta = json.loads((d / "meta.json").read_text())
     assert meta["cam_names"] == ["cam00", "cam01", "cam02"] and meta["static"]["moving_objects"] == "removed"
     for cam in meta["cam_names"]:
-        assert sorted(p.name for p in (d / "frames" / cam).iterdir()) == ["0000.png", "0001.png", "0002.png"]
-        assert read_png(d / "frames" / cam / "0001.png").shape == (24, 32, 3)
-        depth = np.load(d / "gt_depth" / f"{cam}.npy")
+        assert sorted(p.name for p in (SceneDir(d).frames / cam).iterdir()) == ["0000.png", "0001.png", "0002.png"]
+        assert read_png(SceneDir(d).frames / cam / "0001.png").shape == (24, 32, 3)
+        depth = np.load(SceneDir(d).gt_depth(cam))
         assert depth.shape == (3, 24, 32) and depth.dtype == np.float32
         assert 2.0 < depth.min() and depth.max() < 14.0
     for k in range(4):
@@ -95,12 +95,12 @@ def test_layout_and_shapes(scenes):
 @pytest.mark.parametrize("sub", ["", "static"])
 def test_poses_load_with_proper_rotations_and_bounds(scenes, sub):
     d = scenes / "a" / sub
-    rig = load_poses_bounds(d / "poses_bounds.npy")
+    rig = load_poses_bounds(SceneDir(d).poses)
     assert np.allclose(np.linalg.det(rig.c2w[:, :, :3]), 1.0)
     assert rig.hwf == pytest.approx((24, 32, focal_from_fov(32, 55.0)))
     assert rig.names == tuple(f"cam{k:02d}" for k in range(len(rig)))
     for k, name in enumerate(rig.names):
-        depth = np.load(d / "gt_depth" / f"{name}.npy")
+        depth = np.load(SceneDir(d).gt_depth(name))
         assert rig.bounds[k, 0] <= np.percentile(depth, 1) and rig.bounds[k, 1] >= np.percentile(depth, 99)
     if not sub:
         np.testing.assert_allclose(rig.c2w[0, :, 3], 0.0)  # cam00 is the rig centre
@@ -116,32 +116,32 @@ def test_deterministic_per_seed(scenes):
 
 def test_pngs_are_the_rounded_float_render(scenes):
     d = scenes / "a"
-    rig = load_poses_bounds(d / "poses_bounds.npy")
+    rig = load_poses_bounds(SceneDir(d).poses)
     rgb, depth = render_view(make_scene(0, 3), rig.c2w[1], rig.hwf, 2, supersample=2)
-    np.testing.assert_array_equal(read_png(d / "frames" / "cam01" / "0002.png"), to_uint8(rgb))
-    np.testing.assert_allclose(np.load(d / "gt_depth" / "cam01.npy")[2], depth, rtol=1e-6)
+    np.testing.assert_array_equal(read_png(SceneDir(d).frames / "cam01" / "0002.png"), to_uint8(rgb))
+    np.testing.assert_allclose(np.load(SceneDir(d).gt_depth("cam01"))[2], depth, rtol=1e-6)
 
 
 def test_depth_and_poses_agree_between_video_cameras(scenes):
     d = scenes / "a"
-    rig = load_poses_bounds(d / "poses_bounds.npy")
-    depth = {n: np.load(d / "gt_depth" / f"{n}.npy") for n in rig.names}
+    rig = load_poses_bounds(SceneDir(d).poses)
+    depth = {n: np.load(SceneDir(d).gt_depth(n)) for n in rig.names}
     for a, b in ((0, 1), (1, 2), (2, 0)):
         _check_consistent(depth[rig.names[a]][0], depth[rig.names[b]][0], rig.c2w[a], rig.c2w[b], rig.hwf)
 
 
 def test_static_capture_shares_the_world(scenes):
     d = scenes / "a"
-    rig = load_poses_bounds(d / "poses_bounds.npy")
-    srig = load_poses_bounds(d / "static" / "poses_bounds.npy")
-    cam00_depth = np.load(d / "gt_depth" / "cam00.npy")[0]
+    rig = load_poses_bounds(SceneDir(d).poses)
+    srig = load_poses_bounds(SceneDir(d).static.poses)
+    cam00_depth = np.load(SceneDir(d).gt_depth("cam00"))[0]
     for k, name in enumerate(srig.names):
         sdepth = np.load(d / "static" / "gt_depth" / f"{name}.npy")[0]
         _check_consistent(sdepth, cam00_depth, srig.c2w[k], rig.c2w[0], rig.hwf, min_exact=0.4)
     # a static-world camera at cam00's pose reproduces cam00's frame 0 wherever nothing moves
     scene = make_scene(0, 3)
     static_rgb, static_depth = render_view(scene.without_moving(), rig.c2w[0], rig.hwf, 0, supersample=2)
-    frame = read_png(d / "frames" / "cam00" / "0000.png")
+    frame = read_png(SceneDir(d).frames / "cam00" / "0000.png")
     moved = np.abs(static_depth - cam00_depth) > 1e-4
     moved[1:] |= moved[:-1]
     moved[:-1] |= moved[1:]
@@ -176,15 +176,15 @@ def test_inward_rig_is_closed():
 def test_script_writes_a_scene_with_videos(tmp_path):
     out = tmp_path / "scene"
     args = [out, "--n_cams", 2, "--n_frames", 2, "--width", 24, "--height", 16, "--n_static_views", 1]
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "make_synthetic_scene.py"), *map(str, args)],
+    done = subprocess.run([sys.executable, "-m", "tools.make_synthetic_scene", *map(str, args)],
                           capture_output=True, text=True, timeout=120, env=script_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("\n") == 1 and str(out) in done.stdout
     frames = np.stack(list(read_video(out / "videos" / "cam01.mp4")))
     assert frames.shape == (2, 16, 24, 3)
-    pngs = np.stack([read_png(out / "frames" / "cam01" / f"{t:04d}.png") for t in range(2)])
+    pngs = np.stack([read_png(SceneDir(out).frames / "cam01" / f"{t:04d}.png") for t in range(2)])
     assert np.abs(frames.astype(int) - pngs).mean() < 8  # yuv420p chroma subsampling at 24x16
-    again = subprocess.run([sys.executable, str(ROOT / "tools" / "make_synthetic_scene.py"), str(out)],
+    again = subprocess.run([sys.executable, "-m", "tools.make_synthetic_scene", str(out)],
                            capture_output=True, text=True, timeout=120, env=script_env())
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
@@ -234,11 +234,11 @@ def test_gt_keypoint_table_is_a_colmap_depth_file_of_static_ground_truth(scenes,
     scene = scenes / "a"
     names = ["cam01", "cam02"]
     table = gt_keypoint_table(scene, names, (24, 32), n_per_cam=20, seed=0)
-    save_depth_table(tmp_path / "colmap_depth.npz", table)
-    sp = load_sparse_depth(tmp_path / "colmap_depth.npz")  # the trainer's reader accepts it
+    save_depth_table(SceneDir(tmp_path).sparse_depth, table)
+    sp = load_sparse_depth(SceneDir(tmp_path).sparse_depth)  # the trainer's reader accepts it
     assert list(sp.cam_names) == names and sp.hw == (24, 32) and len(sp.depth) > 0
     for k, name in enumerate(names):
-        gt = np.load(scene / "gt_depth" / f"{name}.npy")
+        gt = np.load(SceneDir(scene).gt_depth(name))
         sel = sp.cam_index == k
         assert 0 < sel.sum() <= 20
         i, j = (sp.x[sel] - 0.5).astype(int), (sp.y[sel] - 0.5).astype(int)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-import opt
-from dataLoader.errors import UserError
+from core.errors import UserError
+from engine import options
 from engine.checkpoint import load_checkpoint, load_model
-from engine.schedule import GridSchedule, lr_factor, n_to_reso
-from engine.trainer import Trainer
+from engine.train.schedule import GridSchedule, lr_factor, n_to_reso
+from engine.train.trainer import Trainer
 from models import losses
 
 UPSAMPLE_AT, ALPHA_AT = (8, 16), (12, 20)
@@ -158,17 +158,17 @@ def test_unknown_key_in_config_file_is_an_error(tmp_path):
     cfg = tmp_path / "scene.txt"
     cfg.write_text("datadir = somewhere\nbogus_key = 3\n")
     with pytest.raises(UserError, match="bogus_key"):
-        opt.parse(["--config", str(cfg)])
+        options.parse(["--config", str(cfg)])
 
 
 def test_unknown_key_on_the_command_line_is_an_error():
     with pytest.raises(UserError, match="--not_a_flag"):
-        opt.parse(["--datadir", "x", "--not_a_flag", "1"])
+        options.parse(["--datadir", "x", "--not_a_flag", "1"])
 
 
 def test_missing_datadir_is_an_error():
     with pytest.raises(UserError, match="datadir"):
-        opt.resolve(opt.parse([]))
+        options.resolve(options.parse([]))
 
 
 @pytest.mark.parametrize("order", ["base_first", "config_first"])
@@ -179,21 +179,21 @@ def test_config_precedence_base_then_config_then_cli(tmp_path, order):
     files = ["--base_config", str(base), "--config", str(scene)]
     if order == "config_first":
         files = files[2:] + files[:2]
-    cfg = opt.parse([*files, "--batch_size", "512"])
+    cfg = options.parse([*files, "--batch_size", "512"])
     assert cfg.featureC == 8 and cfg.upsamp_list == [1, 2]  # base only
     assert cfg.n_iters == 200  # config beats base
     assert cfg.batch_size == 512  # CLI beats both
     assert cfg.lr_init == 0.02  # untouched default
-    assert opt.resolve(cfg).expname == "scene"
+    assert options.resolve(cfg).expname == "scene"
 
 
 def test_saved_config_reparses_to_the_same_values(tmp_path):
-    cfg = opt.resolve(opt.parse(["--datadir", str(tmp_path / "my scene"), "--expname", "run a",
+    cfg = options.resolve(options.parse(["--datadir", str(tmp_path / "my scene"), "--expname", "run a",
                                  "--upsamp_list", "--test_cams", "0", "2", "--scene_box", "-1", "-2", "-1.5",
                                  "--lr_init", "0.0123456789", "--static_only", "1"]))
     path = tmp_path / "config.txt"
-    opt.save_config(cfg, path)
-    again = opt.resolve(opt.parse(["--config", str(path)]))
+    options.save_config(cfg, path)
+    again = options.resolve(options.parse(["--config", str(path)]))
     a, b = vars(cfg), vars(again)
     assert a.keys() == b.keys()
     assert {k: (a[k], b[k]) for k in a if k not in ("config", "base_config") and a[k] != b[k]} == {}

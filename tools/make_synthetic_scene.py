@@ -1,6 +1,6 @@
 """Stage: write the embedded synthetic scene (multi-camera video with ground-truth depth).
 
-Output (see :func:`dataLoader.synthetic_scene.write_scene`): ``frames/camXX/NNNN.png``,
+Output (see :func:`synthetic.scene.write_scene`): ``frames/camXX/NNNN.png``,
 ``videos/camXX.mp4``, ``poses_bounds.npy`` (+ ``_cams.txt``), ``gt_depth/camXX.npy``
 (float32 [T, H, W] camera-axis z, world units), ``meta.json`` and ``static/`` (the
 world at t = 0 with the moving objects removed, from ``--n_static_views`` positions).
@@ -14,9 +14,9 @@ import time
 
 import configargparse
 
-from dataLoader.synthetic_scene import RIGS, TEXTURES, write_scene
 from engine.cli import run_main
 from engine.stage_args import add_datadir, datadir_of
+from synthetic.scene import RIGS, TEXTURES, write_scene
 
 
 def build_parser() -> configargparse.ArgumentParser:

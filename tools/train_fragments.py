@@ -1,6 +1,6 @@
 """Train a long video as consecutive fragments, each a normal run dir ``<basedir>/<expname>_fSSSSS``.
 
-    python tools/train_fragments.py --config C --fragment_len 150 [--gpus 0,1] [any train.py key ...]
+    python -m tools.train_fragments --config C --fragment_len 150 [--gpus 0,1] [any train.py key ...]
 
 The config's ``frame_start``/``n_frames`` select the range to split (default: the whole video).
 Without ``--gpus`` (or with one GPU) fragments train one after another in this process; with
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from engine.cli import run_main
-from engine.fragments import parse_devices, train_fragments
+from engine.train.fragments import parse_devices, train_fragments
 
 
 def main() -> None:

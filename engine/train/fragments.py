@@ -23,13 +23,14 @@ import imageio_ffmpeg
 import numpy as np
 import torch
 
-import opt
+from core.errors import UserError
 from dataLoader.atomic_io import atomic_dir, atomic_path
-from dataLoader.errors import UserError
 from dataLoader.frame_cache import scan_frames
+from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import probe_video
+from engine import options
 from engine.cli import refuse_existing
-from engine.setup import config_differences, describe_differences
+from engine.train.setup import config_differences, describe_differences
 
 log = logging.getLogger(__name__)
 FRAGMENT_KEYS = {"frame_start", "n_frames"}  # the config keys that differ between fragments of one series
@@ -87,16 +88,16 @@ def _resume_flags(cfg) -> list[str] | None:
 
 def train_one(argv: list[str]) -> str:
     """Train (or resume, or skip) one fragment run; returns its summary line."""
-    from engine.trainer import Trainer  # heavy imports only where training happens
+    from engine.train.trainer import Trainer  # heavy imports only where training happens
     from engine.workflow import finish_training
 
-    cfg = opt.resolve(opt.parse(argv))
+    cfg = options.resolve(options.parse(argv))
     flags = _resume_flags(cfg)
     if flags is None:
         return f"{cfg.expname}: already trained, skipped"
     if flags:
         log.info("%s: resuming %s", cfg.expname, flags[-1])
-        cfg = opt.resolve(opt.parse([*argv, *flags]))
+        cfg = options.resolve(options.parse([*argv, *flags]))
     trainer = Trainer(cfg)
     summary = f"{cfg.expname}: " + finish_training(trainer, trainer.fit())
     del trainer
@@ -142,11 +143,11 @@ def parse_devices(spec: str) -> list[str]:
 
 def train_fragments(argv: list[str], fragment_len: int, devices: list[str]) -> str:
     """Train every fragment of the config's frame range; returns a summary (with the stitch command)."""
-    cfg = opt.resolve(opt.parse(argv))
+    cfg = options.resolve(options.parse(argv))
     src = scan_frames(Path(cfg.datadir), exclude=tuple(cfg.exclude_cams))
     total = len(src.files[0])
     frags = plan_fragments(total, fragment_len, cfg.frame_start, cfg.n_frames,
-                           where=str(Path(cfg.datadir) / "frames"))
+                           where=str(SceneDir(cfg.datadir).frames))
     jobs = [fragment_argv(argv, cfg.expname, f) for f in frags]
     log.info("%d fragments of <= %d frames over [%d, %d) on %s", len(frags), fragment_len, frags[0].start,
              frags[-1].start + frags[-1].n_frames, ", ".join(devices) or cfg.device)

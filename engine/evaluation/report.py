@@ -16,9 +16,9 @@ import numpy as np
 
 from dataLoader.atomic_io import write_text, write_video
 from dataLoader.video_io import to_uint8
+from engine.evaluation.visualize import save_png
 from engine.panels import depth_panel, frame_panel
 from engine.run_info import run_section_html
-from engine.visualize import save_png
 
 ERROR_VMAX = 0.25  # mean absolute RGB error mapped to the brightest heat-map colour
 

@@ -2,7 +2,7 @@
 
 World units throughout; cameras are OpenGL c2w [right, up, backwards | centre]. A scene is a
 tuple of analytic :class:`Shape` s (planes, spheres, axis-aligned boxes) with procedural
-textures, lit by one directional light plus ambient (rendering: ``dataLoader.synthetic_scene``).
+textures, lit by one directional light plus ambient (rendering: ``synthetic.scene``).
 
 Textures (``TEXTURES``): ``smooth`` (the default; the demo's PSNR target depends on it) -- a
 few sinusoids plus a soft checker per surface, too smooth for SIFT; ``detailed`` -- the same

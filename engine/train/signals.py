@@ -12,7 +12,7 @@ import signal
 import threading
 from pathlib import Path
 
-from dataLoader.errors import UserError
+from core.errors import UserError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -1,18 +1,18 @@
 """Run setup helpers: device, seeding, run directory, model construction from a config."""
 from __future__ import annotations
 
-import argparse
 import platform
 import random
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dataLoader.dataset import DataOptions
-from dataLoader.errors import UserError
-from engine.schedule import n_to_reso
+from core.errors import UserError
+from engine.options import upgrade_config
+from engine.train.schedule import n_to_reso
 from models import build_model
 from models.mixvoxels import ModelConfig
 
@@ -62,7 +62,7 @@ def set_rng_state(state: dict) -> None:
 
 def toolkit_commit() -> str:
     """Short git commit of the toolkit, "+dirty" when tracked files differ from it; "unknown" outside git."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root,
                               timeout=5).stdout.strip()
@@ -83,47 +83,24 @@ def environment() -> dict:
     return env
 
 
-def data_options(cfg: argparse.Namespace) -> DataOptions:
-    return DataOptions(
-        datadir=Path(cfg.datadir), downsample=cfg.downsample_train, frame_start=cfg.frame_start,
-        n_frames=cfg.n_frames, test_cams=tuple(cfg.test_cams), scene_box=tuple(cfg.scene_box),
-        ndc=None if cfg.ndc_ray < 0 else bool(cfg.ndc_ray), std_blur_kernel=cfg.std_blur_kernel,
-        exclude_cams=tuple(getattr(cfg, "exclude_cams", ())))
-
-
-def model_config(cfg: argparse.Namespace, n_frames: int, ndc: bool, near_far: tuple[float, float]) -> ModelConfig:
-    return ModelConfig(
-        n_frames=1 if cfg.static_only else n_frames, static_only=bool(cfg.static_only), ndc=ndc,
-        near_far=near_far,
-        n_lamb_sigma=tuple(cfg.n_lamb_sigma), n_lamb_sh=tuple(cfg.n_lamb_sh),
-        n_lamb_sigma_dynamic=tuple(cfg.n_lamb_sigma_dynamic), n_lamb_sh_dynamic=tuple(cfg.n_lamb_sh_dynamic),
-        app_dim=cfg.app_dim, data_dim_density=cfg.data_dim_density, data_dim_color=cfg.data_dim_color,
-        static_featureC=cfg.static_featureC, featureC=cfg.featureC, featureD=cfg.featureD,
-        fea2denseAct=cfg.fea2denseAct, density_shift=cfg.density_shift, distance_scale=cfg.distance_scale,
-        step_ratio=cfg.step_ratio, n_samples_max=cfg.nSamples, alpha_mask_thre=cfg.alpha_mask_thre,
-        rm_weight_mask_thre=cfg.rm_weight_mask_thre, dynamic_threshold=cfg.dynamic_threshold,
-        dynamic_granularity=cfg.dynamic_granularity,
-        point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
-        dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size, zero_dynamic_sigma=bool(cfg.zero_dynamic_sigma),
-        zero_dynamic_sigma_thresh=cfg.zero_dynamic_sigma_thresh, sigma_static_thresh=cfg.sigma_static_thresh,
-        alpha_mask_distance_scale=bool(cfg.alpha_mask_distance_scale))
-
-
-def new_model(cfg: argparse.Namespace, data, device):
-    """A fresh model over the dataset's aabb, ray space and frame count."""
+def new_model(mcfg: ModelConfig, data, n_voxel_init: int, device):
+    """A fresh model of the config's model keys over the dataset's aabb, ray space and frame count."""
     aabb = torch.as_tensor(data.normalization.aabb, dtype=torch.float32)
-    mcfg = model_config(cfg, data.n_frames, data.normalization.ndc, data.near_far)
-    return build_model("mixvoxels", mcfg, aabb, n_to_reso(cfg.N_voxel_init, aabb)).to(device)
+    mcfg = replace(mcfg, n_frames=1 if mcfg.static_only else data.n_frames, ndc=data.normalization.ndc,
+                   near_far=data.near_far)
+    return build_model("mixvoxels", mcfg, aabb, n_to_reso(n_voxel_init, aabb)).to(device)
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """Keys (other than run control) whose values differ between two configs."""
+    """Keys (other than run control) whose values differ between two configs (seed-workflow keys upgraded)."""
+    saved = upgrade_config(saved)
     keys = (set(saved) | set(current)) - RUN_CONTROL_KEYS
     return sorted(k for k in keys if _norm(saved.get(k)) != _norm(current.get(k)))
 
 
 def describe_differences(saved: dict, current: dict, keys: list[str]) -> str:
     """"key (checkpoint X, now Y), ..." for the keys of :func:`config_differences`."""
+    saved = upgrade_config(saved)
     return ", ".join(f"{k} (checkpoint {saved.get(k, '<unset>')}, now {current.get(k, '<unset>')})" for k in keys)
 
 

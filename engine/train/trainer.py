@@ -10,7 +10,7 @@ alpha mask and grid size, optimizer, AMP scaler, ray-sampler and depth-sampler p
 whether the variation warm-up ran, history, RNG states), so ``--resume 1`` continues the same
 sequence of iterations as an uninterrupted run with the same config (bit-identical on CPU).
 Checkpoints are written every ``save_every`` iterations and on SIGINT/SIGTERM (then the run
-exits with one line, see :mod:`engine.signals`).
+exits with one line, see :mod:`engine.train.signals`).
 """
 from __future__ import annotations
 
@@ -22,55 +22,60 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from core.errors import UserError
 from dataLoader.dataset import VideoDataset
-from dataLoader.errors import UserError
 from dataLoader.poses import SceneNormalization
-from dataLoader.samplers import EpochSampler
-from engine import setup
+from dataLoader.samplers import EpochSampler, KeypointSampler
+from engine import option_groups, options
 from engine.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 from engine.monitor import Monitor
 from engine.precision import device_name, resolve_precision
-from engine.regularize import regularizer_terms, static_rgb_for_loss, train_dynamic_rays
 from engine.run_dir import lock_run_dir, run_dir_for
-from engine.schedule import GridSchedule, lr_factor, n_to_reso, upsample_reset_factor
-from engine.signals import StopRequest, TrainingInterrupted, check_finite_loss
 from engine.startup import startup_line
-from engine.supervision import build_depth_supervision
+from engine.train import setup
+from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale, upsample_reset_factor
+from engine.train.signals import StopRequest, TrainingInterrupted, check_finite_loss
 from models import losses
-from models.types import RayBatch
+from models.objective import StepScales
+from models.regularizers import background_step
 from models.visibility import seen_grid
-from opt import save_config
 
 log = logging.getLogger(__name__)
 
 
 class Trainer:
     def __init__(self, cfg: argparse.Namespace):
-        self.cfg = cfg
-        self.device = setup.pick_device(cfg.device)
-        setup.seed_everything(cfg.seed)
+        """cfg: a resolved config (:func:`engine.options.resolve`); its typed groups are built once here."""
+        self.cfg = cfg  # the flat config: what config.txt and checkpoints store
+        self.opts = option_groups.groups(cfg)
+        run, train = self.opts.run, self.opts.train
+        self.run, self.train = run, train
+        self.device = setup.pick_device(run.device)
+        setup.seed_everything(run.seed)
         self.run_dir = run_dir_for(cfg)
         self.run_lock = None
-        state = self._load_resume_state() if cfg.resume else None
+        state = self._load_resume_state() if run.resume else None
         norm = SceneNormalization.from_dict(state["normalization"]) if state else None
-        self.data = VideoDataset(setup.data_options(cfg), normalization=norm)
+        self.data = VideoDataset(self.opts.data, normalization=norm)
         self.norm = self.data.normalization
         if state:
             self.model = model_from_state(state, self.device)
         else:
-            self.model = setup.new_model(cfg, self.data, self.device)
-        self.schedule = GridSchedule(cfg.N_voxel_init, cfg.N_voxel_final, tuple(cfg.upsamp_list),
-                                     tuple(cfg.update_AlphaMask_list))
-        self.sampler = EpochSampler(self.data.n_train_rays, cfg.batch_size, cfg.seed)
-        self.depth = build_depth_supervision(cfg, self.data, self.device)
-        self.variation_ready = bool(self.model.cfg.static_only) or cfg.n_variation_iters <= 0
+            self.model = setup.new_model(self.opts.model, self.data, train.grid.n_voxel_init, self.device)
+        self.schedule = train.grid
+        self.sampler = EpochSampler(self.data.n_train_rays, train.batch_size, run.seed)
+        self.keypoints = None if self.data.keypoints is None else KeypointSampler(
+            self.data.keypoints, train.keypoint_batch, run.seed + 2, self.device)
+        self.weights = self.opts.objective
+        self.variation_ready = bool(self.model.cfg.static_only) or train.n_variation_iters <= 0
         self.environment = setup.environment()
-        self.precision = resolve_precision(cfg.amp, self.device)
+        self.precision = resolve_precision(train.amp, self.device)
         log.info("device %s, mixed precision %s", device_name(self.device), self.precision.describe())
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         self.step = 0
         self.history: dict[str, list] = {"iteration": [], "time_s": [], "loss": [], "psnr": [], "loss_terms": []}
         self.last_terms: dict[str, torch.Tensor] = {}
+        self.depth_fraction: torch.Tensor | None = None  # supervised share of the last batch (monitoring)
         self.elapsed = 0.0
         self.rebuild_optimizer()
         if state:
@@ -80,12 +85,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _load_resume_state(self) -> dict:
-        if not self.cfg.ckpt:
+        if not self.run.ckpt:
             raise UserError("config: --resume 1 needs --ckpt RUN/ckpt.pt")
-        state = load_checkpoint(self.cfg.ckpt)
+        state = load_checkpoint(self.run.ckpt)
         diff = setup.config_differences(state["config"], vars(self.cfg))
         if diff:
-            raise UserError(f"{self.cfg.ckpt}: checkpoint was trained with a different config; differing keys: "
+            raise UserError(f"{self.run.ckpt}: checkpoint was trained with a different config; differing keys: "
                             f"{setup.describe_differences(state['config'], vars(self.cfg), diff)}")
         return state
 
@@ -93,24 +98,24 @@ class Trainer:
         self.step = state["step"]
         extra = state["extra"]
         if extra["sampler"]["n"] != self.sampler.n:
-            raise UserError(f"{self.cfg.ckpt}: checkpoint was trained on {extra['sampler']['n']} rays but the "
+            raise UserError(f"{self.run.ckpt}: checkpoint was trained on {extra['sampler']['n']} rays but the "
                             f"dataset now has {self.sampler.n} (different frames, cameras or size)")
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(extra["sampler"])
         if extra.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(extra["scaler"])
-        if self.depth is not None and extra.get("depth"):
-            self.depth.load_state_dict(extra["depth"])
+        if self.keypoints is not None and extra.get("depth"):
+            self.keypoints.load_state_dict(extra["depth"])
         self.variation_ready = extra.get("variation_ready", True)
         self.history = extra["history"]
         self.elapsed = extra["elapsed"]
         setup.set_rng_state(extra["rng"])
-        log.info("resumed from %s at iteration %d", self.cfg.ckpt, self.step)
+        log.info("resumed from %s at iteration %d", self.run.ckpt, self.step)
 
     def rebuild_optimizer(self) -> None:
         """The one place an optimizer is (re)built: it holds exactly the model's live parameters."""
-        c = self.cfg
-        groups = self.model.param_groups(c.lr_init, c.lr_basis, c.lr_dynamic_init, c.lr_dynamic_basis)
+        t = self.train
+        groups = self.model.param_groups(t.lr_init, t.lr_basis, t.lr_dynamic_init, t.lr_dynamic_basis)
         for g in groups:
             g["initial_lr"] = g["lr"]
         # fused (CUDA): one kernel per step, and with a GradScaler no host sync for the inf check
@@ -118,10 +123,10 @@ class Trainer:
         self._set_lr()
 
     def _set_lr(self) -> None:
-        f = lr_factor(self.step, self.cfg.n_iters, self.cfg.lr_decay, self.cfg.lr_decay_target_ratio)
-        if self.cfg.lr_upsample_reset:
-            f = upsample_reset_factor(self.step, self.cfg.n_iters, self.cfg.lr_decay, self.cfg.lr_decay_target_ratio,
-                                      self.schedule.upsample_at)
+        t = self.train
+        f = lr_factor(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio)
+        if t.lr_upsample_reset:
+            f = upsample_reset_factor(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio, t.grid.upsample_at)
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * f
 
@@ -130,7 +135,7 @@ class Trainer:
         extra = {"sampler": self.sampler.state_dict(), "history": self.history, "elapsed": self.elapsed,
                  "rng": setup.rng_state(), "cameras": self.data.camera_table(),
                  "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                 "depth": self.depth.state_dict() if self.depth is not None else None,
+                 "depth": self.keypoints.state_dict() if self.keypoints is not None else None,
                  "variation_ready": self.variation_ready, "environment": self.environment}
         save_checkpoint(path, self.model, self.norm, vars(self.cfg), self.step, self.optimizer, extra)
         return path
@@ -153,12 +158,12 @@ class Trainer:
             raise
 
     def _fit(self) -> Path:
-        save_config(self.cfg, self.run_dir / "config.txt")
+        options.save_config(self.cfg, self.run_dir / "config.txt")
         with StopRequest() as stop:
             if not self.variation_ready:
                 self.warmup_variation(stop=stop)
                 self.variation_ready = True
-            bar = tqdm(total=self.cfg.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
+            bar = tqdm(total=self.train.n_iters, initial=self.step, desc="train", unit="it", dynamic_ncols=True)
             try:
                 self._loop(stop, bar)
             finally:
@@ -171,13 +176,13 @@ class Trainer:
 
     def _loop(self, stop: StopRequest, bar) -> None:
         t0 = time.perf_counter() - self.elapsed
-        while self.step < self.cfg.n_iters:
+        while self.step < self.train.n_iters:
             if stop.signal is not None:
                 self._stop(stop, self.save())
             loss, psnr = self.train_step()
             self.step += 1
             self.after_step()
-            logging_step = self.step % self.cfg.progress_refresh_rate == 0 or self.step == self.cfg.n_iters
+            logging_step = self.step % self.run.progress_refresh_rate == 0 or self.step == self.train.n_iters
             if logging_step:  # the loop's only host synchronisation (values leave the device)
                 loss, psnr = float(loss), float(psnr)
             self.elapsed = time.perf_counter() - t0
@@ -185,37 +190,46 @@ class Trainer:
                 self._log(loss, psnr, bar)
             if self.monitor.test_due(self.step):
                 t0 += self.monitor.test_step(self)  # test time is not training time
-            if self.step % self.cfg.save_every == 0:
+            if self.step % self.run.save_every == 0:
                 self.save()
 
     def _stop(self, stop: StopRequest, ckpt: Path) -> None:
         self._write_history()
-        raise TrainingInterrupted(f"{stop.name} at iteration {self.step}/{self.cfg.n_iters}: checkpoint saved to "
+        raise TrainingInterrupted(f"{stop.name} at iteration {self.step}/{self.train.n_iters}: checkpoint saved to "
                                   f"{ckpt}; continue with --resume 1 --ckpt {ckpt}")
 
     def _log(self, loss: float, psnr: float, bar) -> None:
         # history entry (loss_terms: one {term name: value} per log step), TensorBoard, bar, history.json
         self.monitor.log_step(self, loss, psnr, bar)
 
+    def step_scales(self) -> StepScales:
+        t = self.train
+        return StepScales(tv_scale(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio, t.tv_scale),
+                          depth_weight(self.step, t.n_iters, t.depth_lambda, t.depth_lambda_decay),
+                          lr_factor(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio),
+                          background_step(self.step, self.weights.white_bg_fraction))
+
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration -> (loss, batch PSNR) as 0-d device tensors; nothing here waits for the device."""
         self._set_lr()
-        idx = self.sampler.next()
-        batch = self.data.gather(idx)
-        if self.depth is not None:
-            batch = self.depth.annotate(batch, idx)
+        batch = self.data.gather(self.sampler.next())  # colours (+ dense depth targets)
         if self.device.type == "cuda":  # pinned host memory: the copy below runs asynchronously
             batch = batch.pin_memory()
         batch = batch.to(self.device)
-        label = batch.std > self.cfg.temporal_variance_threshold
+        keypoints = self.keypoints.next() if self.keypoints is not None else None  # sparse depth rays
+        label = batch.std > self.train.temporal_variance_threshold
+        scales = self.step_scales()
         with self.precision.autocast():
-            out = self.model(batch, jitter=True, **train_dynamic_rays(self.cfg, self.model, label))
-        terms = self.loss_terms(batch, out, label)
-        if self.depth is not None:
-            terms.update(self.depth.loss_terms(self.model, batch, out, label, self.step))
+            out = self.model(batch, jitter=True, **self.dynamic_rays(label))
+            terms = self.model.loss_terms(batch, out, label, self.weights, scales)
+            if keypoints is not None:  # static rays: the dynamic branch stays off
+                kp_out = self.model(keypoints, jitter=True, ray_dynamic=torch.zeros(
+                    len(keypoints), dtype=torch.bool, device=self.device))
+                terms.update(self.model.keypoint_terms(keypoints, kp_out, self.weights, scales))
         loss = sum(terms.values())
         check_finite_loss(loss, terms, self.step + 1, self.run_dir / "ckpt.pt")
         self.last_terms = {k: v.detach() for k, v in terms.items()}
+        self.depth_fraction = depth_fraction(batch, label, keypoints)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -225,23 +239,17 @@ class Trainer:
                 else losses.mse(out.rgb.float(), batch.rgb)
         return loss.detach(), -10 * torch.log10(mse)
 
-    def loss_terms(self, batch: RayBatch, out, label: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named loss terms of one batch (colour, TV, variation field)."""
-        c, m = self.cfg, self.model
-        lr_f = lr_factor(self.step, c.n_iters, c.lr_decay, c.lr_decay_target_ratio)
-        tv_scale = c.tv_scale * lr_f
-        terms = {
-            "static_rgb": losses.mse(static_rgb_for_loss(c, out, self.step).float(), batch.rgb.mean(1)),
-            "tv_static": tv_scale * (c.TV_weight_density * m.density.tv_loss()
-                                     + c.TV_weight_app * m.appearance.tv_loss()),
-        }
-        if not m.cfg.static_only:
-            terms["dynamic_rgb"] = losses.masked_mse(out.rgb.float(), batch.rgb, out.dynamic_mask)
-            terms["tv_dynamic"] = tv_scale * c.TV_dynamic_factor * (
-                c.TV_weight_density * m.dyn_density.tv_loss() + c.TV_weight_app * m.dyn_appearance.tv_loss())
-            terms["variation_bce"] = c.variation_weight * losses.variation_bce(out.ray_logit.float(), label)
-        terms.update(regularizer_terms(c, out, lr_f))
-        return terms
+    def dynamic_rays(self, label: torch.Tensor) -> dict:
+        """Keyword arguments of the training forward that choose which rays the dynamic branch renders.
+
+        ``train_dynamic_rays``: ``label`` -- the std label [N] (test time uses the variation field, so
+        rays the field calls dynamic but the label does not are never trained dynamically); ``field`` --
+        the variation field's prediction, as at test time (MixVoxels' point_wise training); ``union`` --
+        label OR field.
+        """
+        if self.model.cfg.static_only or self.train.train_dynamic_rays == "field":
+            return {"ray_dynamic": None}
+        return {"ray_dynamic": label, "dynamic_union": self.train.train_dynamic_rays == "union"}
 
     def after_step(self) -> None:
         """Grid schedule hooks: alpha mask / shrink and upsampling, then optimizer rebuild."""
@@ -249,7 +257,7 @@ class Trainer:
         changed = False
         if update:
             seen = None if self.model.cfg.ndc else seen_grid(  # bounded: drop space no training ray sees
-                self.model, self.data.train_origins, self.data.train_dirs, self.model.resolution, seed=self.cfg.seed)
+                self.model, self.data.train_origins, self.data.train_dirs, self.model.resolution, seed=self.run.seed)
             box = self.model.update_alpha_mask(self.model.resolution, seen)
             if shrink and box is not None:
                 self.model.shrink(box)
@@ -258,8 +266,8 @@ class Trainer:
         if count is not None:
             self.model.upsample(n_to_reso(count, self.model.aabb))
             changed = True
-        if count is not None and self.cfg.variation_refit_iters > 0 and not self.model.cfg.static_only:
-            self.warmup_variation(self.cfg.variation_refit_iters)
+        if count is not None and self.train.variation_refit_iters > 0 and not self.model.cfg.static_only:
+            self.warmup_variation(n_iters=self.train.variation_refit_iters)
         if changed:
             self.rebuild_optimizer()
             log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
@@ -268,22 +276,29 @@ class Trainer:
         """(Re)fit the variation field against the std label (cheap: no colour heads); n_iters defaults
         to ``n_variation_iters`` (the warm-up before the main loop). A signal stops it at once (no
         checkpoint: the warm-up restarts with the next run)."""
-        n = self.cfg.n_variation_iters if n_iters is None else n_iters
+        n = self.train.n_variation_iters if n_iters is None else n_iters
         if n <= 0:
             return
         params = self.model.variation.grid_parameters()
-        opt = torch.optim.Adam(params, lr=self.cfg.lr_init, betas=(0.9, 0.99))
-        sampler = EpochSampler(self.data.n_train_rays, self.cfg.batch_size, self.cfg.seed + 1)
+        opt = torch.optim.Adam(params, lr=self.train.lr_init, betas=(0.9, 0.99))
+        sampler = EpochSampler(self.data.n_train_rays, self.train.batch_size, self.run.seed + 1)
         for _ in tqdm(range(n), desc="variation warm-up", unit="it", leave=False):
             if stop is not None and stop.signal is not None:
                 raise TrainingInterrupted(f"{stop.name} during the variation warm-up of {self.run_dir}: "
                                           f"no checkpoint written; rerun to start again")
             batch = self.data.gather(sampler.next()).to(self.device)
-            _, _, xyz, valid = self.model.sample_points(batch, jitter=True)
-            logits = xyz.new_full(valid.shape, -30.0)
-            if valid.any():
-                logits[valid] = self.model.variation(self.model.normalize_coords(xyz[valid]))
-            loss = losses.variation_bce(logits.max(-1).values, batch.std > self.cfg.temporal_variance_threshold)
+            logit = self.model.ray_variation_logit(batch, jitter=True)
+            loss = losses.variation_bce(logit, batch.std > self.train.temporal_variance_threshold)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
+
+def depth_fraction(batch, label: torch.Tensor, keypoints) -> torch.Tensor | None:
+    """Share of the colour batch's rays with a depth target: dense targets on static rays, or keypoint
+    rays per colour-batch ray; None without depth (a device tensor: no sync)."""
+    if keypoints is not None:
+        return (keypoints.depth_weight > 0).float().sum() / len(batch)
+    if batch.depth is None:
+        return None
+    return ((batch.depth_weight * (~label).float()) > 0).float().mean()

@@ -4,7 +4,7 @@ World units throughout; cameras use the toolkit's OpenGL axes [right, up,
 backwards] (:mod:`dataLoader.rays`), one shared pinhole (principal point at the
 image centre). The scene content -- analytic :class:`Shape` s (planes, spheres,
 axis-aligned boxes) with procedural textures (``smooth`` by default, ``detailed``
-for SfM), motions and camera rigs -- lives in :mod:`dataLoader.synthetic_content`
+for SfM), motions and camera rigs -- lives in :mod:`synthetic.content`
 and is re-exported here. Shading is Lambertian under one directional light plus
 ambient, no shadows. Moving shapes translate along smooth paths and may change
 colour; time is the frame index ``t`` in ``0 .. n_frames - 1``. The static
@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from core.errors import UserError
 from dataLoader.atomic_io import atomic_dir, save_npy, write_png, write_text, write_video
-from dataLoader.errors import UserError
 from dataLoader.poses import look_at, save_poses_bounds
 from dataLoader.rays import pixel_directions
-from dataLoader.synthetic_content import (
+from dataLoader.scene_layout import SceneDir
+from dataLoader.video_io import to_uint8
+from synthetic.content import (
     RIGS,
     TEXTURES,
     Motion,
@@ -39,7 +41,6 @@ from dataLoader.synthetic_content import (
     static_cameras,
     video_cameras,
 )
-from dataLoader.video_io import to_uint8
 
 __all__ = ["RIGS", "TEXTURES", "Motion", "RayHits", "Scene", "Shape", "Texture", "camera_ray_dirs", "cast_rays",
            "depth_bounds", "focal_from_fov", "look_at", "make_scene", "render_frames", "render_view",
@@ -223,14 +224,15 @@ def _render_camera(scene, c2w, hwf, n_frames, supersample, cam_dir: Path) -> tup
 def _write_capture(root: Path, scene, cams, hwf, n_frames, supersample, desc, fps=None) -> list[str]:
     """frames/, gt_depth/, poses_bounds.npy (+ videos/ when fps) of one capture under ``root``."""
     names = [f"cam{k:02d}" for k in range(len(cams))]
+    layout = SceneDir(root)
     bounds = []
     for name, c2w in zip(tqdm(names, desc=desc, unit="cam", leave=False), cams):
-        frames, depth = _render_camera(scene, c2w, hwf, n_frames, supersample, root / "frames" / name)
-        save_npy(root / "gt_depth" / f"{name}.npy", depth.astype(np.float32))
+        frames, depth = _render_camera(scene, c2w, hwf, n_frames, supersample, layout.frames / name)
+        save_npy(layout.gt_depth(name), depth.astype(np.float32))
         bounds.append(depth_bounds(depth))
         if fps is not None:
-            write_video(root / "videos" / f"{name}.mp4", frames, fps=fps)
-    save_poses_bounds(root / "poses_bounds.npy", cams, hwf, np.asarray(bounds), names)
+            write_video(layout.videos / f"{name}.mp4", frames, fps=fps)
+    save_poses_bounds(layout.poses, cams, hwf, np.asarray(bounds), names)
     return names
 
 
@@ -268,8 +270,8 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
                                supersample, "video rig", fps if video else None)
         static_names = []
         if n_static_views:
-            (tmp / "static").mkdir()
-            static_names = _write_capture(tmp / "static", scene.without_moving(),
+            SceneDir(tmp).static.root.mkdir()
+            static_names = _write_capture(SceneDir(tmp).static.root, scene.without_moving(),
                                           static_cameras(scene, n_static_views, rig_spread), hwf, 1,
                                           supersample, "static views")
         meta = {
@@ -286,5 +288,5 @@ def write_scene(out_dir: str | Path, seed: int = 0, n_cams: int = 7, n_frames: i
             "static": {"n_views": n_static_views, "cam_names": static_names, "time_index": 0,
                        "moving_objects": "removed"},
         }
-        write_text(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        write_text(SceneDir(tmp).meta, json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return meta

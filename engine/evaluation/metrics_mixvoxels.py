@@ -4,7 +4,7 @@ MixVoxels called ``skimage.metrics.structural_similarity(gt, pred, multichannel=
 with no data range, so scikit-image of that time used: a 7x7 uniform window, sample covariance
 (N / (N - 1)), data range 2 (the float dtype's [-1, 1]), K1 0.01, K2 0.03, mean over the unpadded window
 positions and channels; on every 10th frame (0, 10, 20, ...); DSSIM = (1 - SSIM) / 2. In metrics.json
-this is ``ssim_mixvoxels`` / ``dssim_mixvoxels``; ``ssim`` stays the Gaussian one (:mod:`engine.metrics`).
+this is ``ssim_mixvoxels`` / ``dssim_mixvoxels``; ``ssim`` stays the Gaussian one (:mod:`engine.evaluation.metrics`).
 """
 from __future__ import annotations
 

@@ -1,22 +1,34 @@
-"""Every config key, grouped and documented, with defaults (the only place defaults live).
+"""Every config key, grouped and documented, with its default.
 
 Config files are ``key = value`` text; lists are ``[a, b, c]``. Precedence:
 ``--base_config`` < ``--config`` < command line. Unknown keys are errors.
 Derived values are computed by :func:`resolve`, never by assigning to the parsed namespace.
+:func:`engine.option_groups.groups` turns a resolved config into the typed groups the library reads
+(run, data with the depth targets, model, objective weights, the training schedule).
+
+Defaults live once: here, except the model keys, whose defaults are :class:`ModelConfig`'s.
+The seed workflow's ``use_depth`` / ``use_colmap_depth`` pair is still read (with a warning) and
+becomes ``depth_source``.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 import configargparse
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_text
-from dataLoader.errors import UserError
+from dataLoader.depth_targets import DEPTH_SOURCES
+from dataLoader.scene_layout import DENSE_DEPTH, SPARSE_DEPTH, SceneDir
 from engine.config_checks import check_config_files, check_training_config
+from models.mixvoxels import ModelConfig
+from models.objective import DEPTH_LOSSES
 
-DEPTH_LOSSES = ("mse", "ds_kl")
+log = logging.getLogger(__name__)
+LEGACY_DEPTH_KEYS = ("use_depth", "use_colmap_depth")
 
 
 class _Parser(configargparse.ArgumentParser):
@@ -72,6 +84,7 @@ def _run(p):
 
 def _model(p):
     g = p.add_argument_group("model")
+    m = ModelConfig()  # the defaults of the model keys
     g.add_argument("--static_only", type=int, default=0, help="1: static branch only (T = 1 static model)")
     g.add_argument("--N_voxel_init", type=int, default=128 ** 3, help="initial voxel count")
     g.add_argument("--N_voxel_final", type=int, default=256 ** 3, help="final voxel count")
@@ -79,46 +92,48 @@ def _model(p):
                    help="iterations at which the grid grows (log schedule)")
     g.add_argument("--update_AlphaMask_list", type=int, nargs="*", default=[1250],
                    help="iterations at which the alpha mask is rebuilt (first one shrinks the aabb)")
-    g.add_argument("--n_lamb_sigma", type=int, nargs=3, default=[16, 4, 4], help="static density components")
-    g.add_argument("--n_lamb_sh", type=int, nargs=3, default=[48, 12, 12], help="static appearance components")
-    g.add_argument("--n_lamb_sigma_dynamic", type=int, nargs=3, default=[16, 4, 4],
+    g.add_argument("--n_lamb_sigma", type=int, nargs=3, default=list(m.n_lamb_sigma), help="static density components")
+    g.add_argument("--n_lamb_sh", type=int, nargs=3, default=list(m.n_lamb_sh), help="static appearance components")
+    g.add_argument("--n_lamb_sigma_dynamic", type=int, nargs=3, default=list(m.n_lamb_sigma_dynamic),
                    help="dynamic density components")
-    g.add_argument("--n_lamb_sh_dynamic", type=int, nargs=3, default=[48, 12, 12],
+    g.add_argument("--n_lamb_sh_dynamic", type=int, nargs=3, default=list(m.n_lamb_sh_dynamic),
                    help="dynamic appearance components")
-    g.add_argument("--app_dim", type=int, default=27, help="static appearance feature width")
-    g.add_argument("--data_dim_density", type=int, default=27, help="dynamic density feature width")
-    g.add_argument("--data_dim_color", type=int, default=27, help="dynamic colour feature width")
-    g.add_argument("--static_featureC", type=int, default=128, help="static colour MLP width")
-    g.add_argument("--featureC", type=int, default=256, help="dynamic colour time-head width")
-    g.add_argument("--featureD", type=int, default=256, help="dynamic density time-head width")
-    g.add_argument("--fea2denseAct", type=str, default="relu", choices=["relu", "softplus"])
-    g.add_argument("--density_shift", type=float, default=-10.0, help="softplus shift")
-    g.add_argument("--distance_scale", type=float, default=25.0, help="alpha = 1 - exp(-sigma dt scale)")
-    g.add_argument("--step_ratio", type=float, default=2.0, help="samples per ray = |resolution| / step_ratio")
-    g.add_argument("--nSamples", type=int, default=1_000_000, help="cap on samples per ray")
-    g.add_argument("--alpha_mask_thre", type=float, default=1e-4, help="occupancy threshold")
-    g.add_argument("--rm_weight_mask_thre", type=float, default=1e-4,
+    g.add_argument("--app_dim", type=int, default=m.app_dim, help="static appearance feature width")
+    g.add_argument("--data_dim_density", type=int, default=m.data_dim_density, help="dynamic density feature width")
+    g.add_argument("--data_dim_color", type=int, default=m.data_dim_color, help="dynamic colour feature width")
+    g.add_argument("--static_featureC", type=int, default=m.static_featureC, help="static colour MLP width")
+    g.add_argument("--featureC", type=int, default=m.featureC, help="dynamic colour time-head width")
+    g.add_argument("--featureD", type=int, default=m.featureD, help="dynamic density time-head width")
+    g.add_argument("--fea2denseAct", type=str, default=m.fea2denseAct, choices=["relu", "softplus"])
+    g.add_argument("--density_shift", type=float, default=m.density_shift, help="softplus shift")
+    g.add_argument("--distance_scale", type=float, default=m.distance_scale, help="alpha = 1 - exp(-sigma dt scale)")
+    g.add_argument("--step_ratio", type=float, default=m.step_ratio, help="samples per ray = |resolution| / step_ratio")
+    g.add_argument("--nSamples", type=int, default=m.n_samples_max, help="cap on samples per ray")
+    g.add_argument("--alpha_mask_thre", type=float, default=m.alpha_mask_thre, help="occupancy threshold")
+    g.add_argument("--rm_weight_mask_thre", type=float, default=m.rm_weight_mask_thre,
                    help="skip colour where the weight is below this")
 
 
 def _dynamic(p):
     g = p.add_argument_group("dynamic")
+    m = ModelConfig()
     g.add_argument("--temporal_variance_threshold", type=float, default=0.02,
                    help="a ray is dynamic when its blurred temporal std exceeds this")
-    g.add_argument("--dynamic_threshold", type=float, default=0.5,
+    g.add_argument("--dynamic_threshold", type=float, default=m.dynamic_threshold,
                    help="test time: ray dynamic when sigmoid(max variation logit) > this")
-    g.add_argument("--dynamic_granularity", type=str, default="point_wise", choices=["point_wise", "ray_wise"])
-    g.add_argument("--point_wise_dynamic_threshold", type=float, default=0.05,
+    g.add_argument("--dynamic_granularity", type=str, default=m.dynamic_granularity, choices=["point_wise", "ray_wise"])
+    g.add_argument("--point_wise_dynamic_threshold", type=float, default=m.point_wise_dynamic_threshold,
                    help="point dynamic when sigmoid(pooled logit) > this")
-    g.add_argument("--dynamic_pool_kernel_size", type=int, default=5, help="along-ray max-pool (odd)")
+    g.add_argument("--dynamic_pool_kernel_size", type=int, default=m.dynamic_pool_kernel_size,
+                   help="along-ray max-pool (odd)")
     g.add_argument("--train_dynamic_rays", type=str, default="label", choices=["label", "field", "union"],
                    help="rays the dynamic branch renders in training: the std label, the variation field's "
                         "prediction (as at test time; MixVoxels' point_wise), or either")
-    g.add_argument("--zero_dynamic_sigma", type=int, default=0,
+    g.add_argument("--zero_dynamic_sigma", type=int, default=int(m.zero_dynamic_sigma),
                    help="1: zero dynamic density where the static one is ~0 and alpha barely changes over time")
-    g.add_argument("--zero_dynamic_sigma_thresh", type=float, default=1e-5,
+    g.add_argument("--zero_dynamic_sigma_thresh", type=float, default=m.zero_dynamic_sigma_thresh,
                    help="zero_dynamic_sigma: static density below which a point counts as empty")
-    g.add_argument("--sigma_static_thresh", type=float, default=0.1,
+    g.add_argument("--sigma_static_thresh", type=float, default=m.sigma_static_thresh,
                    help="zero_dynamic_sigma: max - min alpha over frames below which a point counts as still")
     g.add_argument("--n_variation_iters", type=int, default=300,
                    help="variation-field warm-up iterations before the main loop")
@@ -153,7 +168,7 @@ def _optim(p):
                    help="1: restart the lr schedule at each upsample (MixVoxels: lr0 * cos(t)/cos(u))")
     g.add_argument("--variation_refit_iters", type=int, default=0,
                    help="variation-field refit iterations after each upsample (MixVoxels retrains it)")
-    g.add_argument("--alpha_mask_distance_scale", type=int, default=1,
+    g.add_argument("--alpha_mask_distance_scale", type=int, default=int(ModelConfig().alpha_mask_distance_scale),
                    help="1: alpha-mask test uses step * distance_scale; 0: the step only (MixVoxels)")
     g.add_argument("--amp", type=int, default=-1, choices=(-1, 0, 1),
                    help="mixed precision: -1 auto (on for CUDA, off for CPU), 0 float32, 1 autocast "
@@ -162,12 +177,15 @@ def _optim(p):
 
 def _depth(p):
     g = p.add_argument_group("depth supervision")
-    g.add_argument("--use_depth", type=int, default=0, help="1: add a depth loss on the static branch")
-    g.add_argument("--use_colmap_depth", type=int, default=0,
-                   help="1: sparse COLMAP depth (colmap_depth.npz); 0: dense static-model depth")
-    g.add_argument("--depthmap_npy_path", type=str, default="depth/all_depth.npz",
+    g.add_argument("--depth_source", type=str, default="none", choices=DEPTH_SOURCES,
+                   help="depth loss on the static branch: none, static_model (dense maps, depthmap_npy_path) or "
+                        "colmap (sparse keypoints, colmap_depth_path)")
+    g.add_argument("--use_depth", type=int, default=None, help="seed workflow: 1 = a depth loss (use depth_source)")
+    g.add_argument("--use_colmap_depth", type=int, default=None,
+                   help="seed workflow: with use_depth 1, 1 = colmap, 0 = static_model (use depth_source)")
+    g.add_argument("--depthmap_npy_path", type=str, default=DENSE_DEPTH,
                    help="dense depth file (relative to datadir unless absolute)")
-    g.add_argument("--colmap_depth_path", type=str, default="colmap_depth.npz",
+    g.add_argument("--colmap_depth_path", type=str, default=SPARSE_DEPTH,
                    help="sparse depth file (relative to datadir unless absolute)")
     g.add_argument("--depth_loss", type=str, default="mse", choices=DEPTH_LOSSES)
     g.add_argument("--depth_lambda", type=float, default=0.1, help="depth loss weight")
@@ -222,12 +240,37 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
             out.expname += f"_{cfg.schedule}"
     if not cfg.datadir:
         raise UserError("config: datadir is not set")
-    datadir = Path(cfg.datadir)
-    out.datadir = str(datadir if datadir.is_absolute() else Path(cfg.data_root) / datadir)
+    out.datadir = str(SceneDir(cfg.data_root).resolve(cfg.datadir))
     if out.std_blur_kernel < 0 or (out.std_blur_kernel and out.std_blur_kernel % 2 == 0):
         raise UserError(f"config: std_blur_kernel must be 0 (auto) or an odd number, got {cfg.std_blur_kernel}")
     if out.dynamic_pool_kernel_size % 2 == 0:
         raise UserError("config: dynamic_pool_kernel_size must be odd")
+    legacy = {k: getattr(out, k) for k in LEGACY_DEPTH_KEYS if getattr(out, k, None) is not None}
+    if legacy:
+        source = legacy_depth_source(legacy)
+        if out.depth_source not in ("none", source):
+            raise UserError(f"config: depth_source {out.depth_source} contradicts "
+                            f"{', '.join(f'{k} = {v}' for k, v in legacy.items())}")
+        log.warning("config: %s are the seed workflow's keys; use depth_source = %s",
+                    " and ".join(legacy), source)
+        out.depth_source = source
+    for key in LEGACY_DEPTH_KEYS:
+        vars(out).pop(key, None)
+    return out
+
+
+def legacy_depth_source(keys: dict) -> str:
+    """depth_source of the seed workflow's ``use_depth`` / ``use_colmap_depth`` values."""
+    if not int(keys.get("use_depth") or 0):
+        return "none"
+    return "colmap" if int(keys.get("use_colmap_depth") or 0) else "static_model"
+
+
+def upgrade_config(saved: dict) -> dict:
+    """A stored config (checkpoint, config.txt) with the seed workflow's depth keys as ``depth_source``."""
+    out = {k: v for k, v in saved.items() if k not in LEGACY_DEPTH_KEYS}
+    if "depth_source" not in out and any(k in saved for k in LEGACY_DEPTH_KEYS):
+        out["depth_source"] = legacy_depth_source(saved)
     return out
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dataLoader.frame_cache import image_files
-from dataLoader.poses import load_poses_bounds
+from dataLoader.scene_layout import SceneDir, image_files
 
 
 def gt_keypoint_table(scene: Path, cam_names: list[str], hw: tuple[int, int], n_per_cam: int = 200,
@@ -25,8 +24,8 @@ def gt_keypoint_table(scene: Path, cam_names: list[str], hw: tuple[int, int], n_
     fast = cv2.FastFeatureDetector_create(threshold=10)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("cam_index", "x", "y", "depth", "reproj_error")}
     for ci, name in enumerate(cam_names):
-        img = cv2.imread(str(image_files(scene / "frames" / name)[0]), cv2.IMREAD_GRAYSCALE)
-        gt = np.load(scene / "gt_depth" / f"{name}.npy")
+        img = cv2.imread(str(image_files(SceneDir(scene).frames / name)[0]), cv2.IMREAD_GRAYSCALE)
+        gt = np.load(SceneDir(scene).gt_depth(name))
         static = np.ptp(gt, axis=0) < 1e-5
         kps = sorted(fast.detect(img), key=lambda k: -k.response)
         xy = np.array([k.pt for k in kps]).round().astype(int).reshape(-1, 2)
@@ -40,7 +39,7 @@ def gt_keypoint_table(scene: Path, cam_names: list[str], hw: tuple[int, int], n_
     e = table["reproj_error"]
     table["weight"] = 2 * np.exp(-(e / e.mean()) ** 2)
     table = {k: v.astype(np.int32 if k == "cam_index" else np.float32) for k, v in table.items()}
-    rig = load_poses_bounds(scene / "poses_bounds.npy")
+    rig = SceneDir(scene).load_rig()
     c2w = rig.c2w[[list(rig.names).index(n) for n in cam_names]]
     table.update(cam_names=np.asarray(cam_names), hw=np.asarray(hw, dtype=np.int32), c2w=c2w)
     return table

@@ -24,14 +24,13 @@ import torch
 from tqdm import tqdm
 
 from dataLoader.atomic_io import write_png, write_video
-from dataLoader.dataset import rays_from_pose
 from dataLoader.depth_space import ray_param_to_camera_z
 from dataLoader.poses import SceneNormalization
-from dataLoader.rays import camera_rays, pixel_directions
+from dataLoader.rays import PoseRays, pose_rays
 from dataLoader.video_io import to_uint8
-from engine.paths import CameraPath
+from engine.evaluation.visualize import colorize_depth
 from engine.precision import Precision
-from engine.visualize import colorize_depth
+from engine.render.camera_paths import CameraPath
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -117,17 +116,9 @@ def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, device, chunk:
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def pose_rays(c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization) -> dict:
-    """Rays of a normalized pose [3, 4], row-major [H*W]: ray-space origins/dirs (float32, NDC when
-    norm.ndc) and the normalized-world camera rays cam_o/cam_d (float64) used to convert depth."""
-    origins, dirs = rays_from_pose(c2w_norm, h, w, focal, norm)
-    cam_o, cam_d = camera_rays(torch.as_tensor(c2w_norm, dtype=torch.float64), pixel_directions(h, w, focal))
-    return {"origins": origins, "dirs": dirs, "cam_o": cam_o, "cam_d": cam_d}
-
-
-def _to_camera_z(t: torch.Tensor, rays: dict, sl: slice, norm: SceneNormalization) -> torch.Tensor:
+def _to_camera_z(t: torch.Tensor, rays: PoseRays, sl: slice, norm: SceneNormalization) -> torch.Tensor:
     """Ray parameter [n] or [n, F] of rays[sl] -> world-unit camera z, float32."""
-    return ray_param_to_camera_z(t.double(), rays["cam_o"][sl], rays["cam_d"][sl], norm).float()
+    return ray_param_to_camera_z(t.double(), rays.cam_o[sl], rays.cam_d[sl], norm).float()
 
 
 def render_pose(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm: SceneNormalization,
@@ -135,7 +126,7 @@ def render_pose(model, c2w_norm: np.ndarray, h: int, w: int, focal: float, norm:
     """Render one normalized camera pose [3, 4] at h x w with the given focal (pixels), all T frames."""
     settings = settings or RenderSettings()
     rays = pose_rays(c2w_norm, h, w, focal, norm)
-    out = render_rays(model, rays["origins"], rays["dirs"], device, chunk_size(model, settings.budget_mb, device),
+    out = render_rays(model, rays.origins, rays.dirs, device, chunk_size(model, settings.budget_mb, device),
                       precision=settings.precision)
     every = slice(None)
     z = _to_camera_z(out["depth"], rays, every, norm)
@@ -186,7 +177,7 @@ def iter_camera_frames(model, c2w_norm: np.ndarray, h: int, w: int, focal: float
     static_rgb, dynamic = np.empty((h * w, 3), np.float32), np.empty(h * w, bool)
     with frame_store(len(frames), h * w, max_buffer_bytes) as (rgb, depth):
         for sl in tqdm(blocks, desc="render", unit="block", disable=not progress, leave=False):
-            out = render_rays(model, rays["origins"][sl], rays["dirs"][sl], device, chunk, frames=idx,
+            out = render_rays(model, rays.origins[sl], rays.dirs[sl], device, chunk, frames=idx,
                               precision=settings.precision)
             rgb[:, sl] = out["rgb"].numpy().transpose(1, 0, 2)
             depth[:, sl] = _to_camera_z(out["depth"], rays, sl, norm).numpy().T
@@ -210,7 +201,7 @@ def iter_path_frames(model, path: CameraPath, h: int, w: int, focal: float, norm
     for i in tqdm(range(len(path)), desc="path", unit="pose", disable=not progress, leave=False):
         rays = pose_rays(path.c2w[i], h, w, focal, norm)
         idx = torch.as_tensor([int(path.times[i]) if n_t > 1 else 0], dtype=torch.long)
-        out = render_rays(model, rays["origins"], rays["dirs"], device, chunk, frames=idx,
+        out = render_rays(model, rays.origins, rays.dirs, device, chunk, frames=idx,
                           precision=settings.precision)
         z = _to_camera_z(out["depth"][:, 0], rays, slice(None), norm)
         yield i, out["rgb"][:, 0].reshape(h, w, 3).numpy(), z.reshape(h, w).numpy()

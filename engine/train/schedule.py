@@ -1,4 +1,4 @@
-"""Schedules as data: grid resolution growth, alpha-mask updates, learning-rate factors."""
+"""Schedules as data: grid resolution growth, alpha-mask updates, learning-rate, TV and depth-weight factors."""
 from __future__ import annotations
 
 import bisect
@@ -61,3 +61,13 @@ def upsample_reset_factor(step: int, n_iters: int, kind: str, target_ratio: floa
         return f
     u = sorted(upsample_at)[k - 1]
     return min(1.0, f / lr_factor(u, n_iters, kind, target_ratio))
+
+
+def tv_scale(step: int, n_iters: int, kind: str, target_ratio: float, scale: float) -> float:
+    """TV-loss scale at ``step``: ``scale`` (the config's tv_scale) times the learning-rate factor."""
+    return scale * lr_factor(step, n_iters, kind, target_ratio)
+
+
+def depth_weight(step: int, n_iters: int, weight: float, decay: float) -> float:
+    """Depth-loss weight: ``weight`` decayed exponentially to ``weight * decay`` at the last iteration."""
+    return weight * decay ** (step / max(n_iters, 1))

@@ -8,7 +8,7 @@ when ``gt_depth/<cam>.npy`` exists, depth AbsRel / RMSE / delta<1.25 in world-un
 test cameras and the training cameras.
 
 Outputs in the run dir: ``metrics.json`` (merged with what training wrote), ``test/<cam>_per_frame.csv``,
-pictures under ``test/`` and ``report.html`` (see :mod:`engine.report`).
+pictures under ``test/`` and ``report.html`` (see :mod:`engine.evaluation.report`).
 """
 from __future__ import annotations
 
@@ -22,14 +22,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_json, write_text
-from dataLoader.errors import UserError
+from dataLoader.scene_layout import SceneDir
 from dataLoader.video_io import to_uint8
-from engine import metrics_mixvoxels as mixvoxels_ssim
-from engine.metrics import depth_metrics_from_sums, depth_sums, frame_mse_ssim, optional_metrics, video_summary
-from engine.render import DEFAULT_BUFFER_BYTES, RenderSettings, iter_camera_frames
-from engine.report import CameraEvaluation, chosen_frames, save_camera_pictures, write_report
-from engine.visualize import plot_per_frame, plot_training_curves
+from engine.evaluation import metrics_mixvoxels as mixvoxels_ssim
+from engine.evaluation.metrics import (
+    depth_metrics_from_sums,
+    depth_sums,
+    frame_mse_ssim,
+    optional_metrics,
+    video_summary,
+)
+from engine.evaluation.report import CameraEvaluation, chosen_frames, save_camera_pictures, write_report
+from engine.evaluation.visualize import plot_per_frame, plot_training_curves
+from engine.render.frames import DEFAULT_BUFFER_BYTES, RenderSettings, iter_camera_frames
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,7 @@ VIDEO_FPS = 30.0  # frame rate assumed by JOD when the scene does not say
 
 def load_gt_depth(datadir: Path, cam: str, frame_start: int, n_frames: int, hw) -> np.ndarray | None:
     """gt_depth/<cam>.npy [T_all, H0, W0] world-unit camera z -> [T, H, W] at hw (nearest), or None."""
-    path = Path(datadir) / "gt_depth" / f"{cam}.npy"
+    path = SceneDir(datadir).gt_depth(cam)
     if not path.is_file():
         return None
     try:
@@ -104,7 +111,7 @@ def evaluate_camera(model, data, k: int, device, fps: float = VIDEO_FPS, picture
     """Render and score camera k of ``data`` -> (metrics, :class:`CameraEvaluation`).
 
     Every ray is rendered once for all frames (float frames beyond ``max_buffer_bytes`` wait in a temporary
-    file, see :func:`engine.render.iter_camera_frames`), then frames are scored one by one (PSNR, SSIM and
+    file, see :func:`engine.render.frames.iter_camera_frames`), then frames are scored one by one (PSNR, SSIM and
     depth on the float render); only the 8-bit render and the ``picture_frames`` stay in RAM, so memory is
     bounded at any video size. A static model (T = 1) is compared with every frame.
     The optional metrics (LPIPS, FLIP, JOD) see the 8-bit render."""

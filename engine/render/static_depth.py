@@ -28,26 +28,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataLoader.dataset import check_aspect, check_rig_matches_cameras
+from core.errors import UserError
 from dataLoader.depth_files import DenseDepth, save_dense_depth
 from dataLoader.depth_space import ray_param_to_camera_z
-from dataLoader.errors import UserError
-from dataLoader.frame_cache import (
-    IMAGE_SUFFIXES,
-    auto_blur_kernel,
-    build_cache,
-    image_files,
-    image_size,
-    list_cameras,
-    scan_frames,
-    target_size,
-)
-from dataLoader.poses import CameraRig, SceneNormalization, load_poses_bounds
+from dataLoader.frame_cache import auto_blur_kernel, build_cache, scan_frames, target_size
+from dataLoader.poses import CameraRig, SceneNormalization
+from dataLoader.rays import pose_rays
 from dataLoader.rig_geometry import mean_view_dir, view_angles_deg, view_spread_deg
 from dataLoader.scene_files import frames_factor, load_scene_files, training_hw
+from dataLoader.scene_layout import SceneDir
 from engine.checkpoint import load_model
 from engine.depth_consistency import consistency
-from engine.render import chunk_size, pose_rays
+from engine.render.frames import chunk_size
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -66,49 +58,14 @@ class StaticCapture:
     cache_dir: Path
 
 
-def _one_image_per_camera(datadir: Path) -> tuple[list[str], list[Path]]:
-    cams = list_cameras(datadir)
-    names, files = [], []
-    for cam in cams:
-        imgs = image_files(cam)
-        if not imgs:
-            raise UserError(f"{cam}: no image ({', '.join(IMAGE_SUFFIXES)}) in this camera folder")
-        if len(imgs) > 1:
-            raise UserError(f"{cam}: {len(imgs)} images; a static capture has exactly one photo per camera "
-                            f"folder (is this a video scene?)")
-        names.append(cam.name)
-        files.append(imgs[0])
-    if len(files) < 2:
-        raise UserError(f"{datadir / 'frames'}: {len(files)} view; a static capture needs at least 2 views")
-    return names, files
-
-
-def validate_static_capture(datadir: str | Path) -> tuple[list[str], tuple[int, int], CameraRig]:
-    """Check ``D/frames/camXX/`` (one png/jpg each, >= 2 views, one size) against ``D/poses_bounds.npy``."""
-    datadir = Path(datadir)
-    if not datadir.is_dir():
-        raise UserError(f"{datadir}: static capture directory not found")
-    names, files = _one_image_per_camera(datadir)
-    sizes = [image_size(f) for f in files]
-    for f, hw in zip(files, sizes):
-        if hw != sizes[0]:
-            raise UserError(f"{f}: image is {hw[1]}x{hw[0]} but {names[0]}'s is {sizes[0][1]}x{sizes[0][0]} "
-                            f"(all views of a static capture must have one size)")
-    poses = datadir / "poses_bounds.npy"
-    rig = load_poses_bounds(poses)
-    check_rig_matches_cameras(rig, tuple(names), poses)
-    check_aspect(rig, sizes[0], poses)
-    return names, sizes[0], rig
-
-
 def prepare_static_capture(datadir: str | Path, downsample: float = 1.0) -> StaticCapture:
     """Validate a static capture and build its T = 1 training cache inside ``datadir``."""
     datadir = Path(datadir)
-    names, hw, rig = validate_static_capture(datadir)
+    names, hw, rig = SceneDir(datadir).validate_static_capture()
     if downsample <= 0:
         raise UserError(f"--downsample must be positive, got {downsample}")
     src = scan_frames(datadir)
-    factor = frames_factor(rig, src.hw, float(downsample), datadir / "frames")
+    factor = frames_factor(rig, src.hw, float(downsample), SceneDir(datadir).frames)
     cache_hw = target_size(src.hw, factor)
     # the cache train.py --datadir D --static_only 1 opens: the same key (same files, size and blur)
     cache_dir = build_cache(datadir, src, factor, auto_blur_kernel(cache_hw[1]))
@@ -180,7 +137,7 @@ def render_static_depth(model, c2w_norm: np.ndarray, h: int, w: int, focal: floa
     if stat not in DEPTH_STATS:
         raise UserError(f"depth statistic must be one of {DEPTH_STATS}, got {stat!r}")
     rays = pose_rays(c2w_norm, h, w, focal, norm)
-    origins, dirs = rays["origins"], rays["dirs"]
+    origins, dirs = rays.origins, rays.dirs
     chunk = chunk_size(model)
     parts: dict[str, list] = {"t": [], "acc": [], "q25": [], "q75": []}
     for i in range(0, origins.shape[0], chunk):
@@ -194,7 +151,7 @@ def render_static_depth(model, c2w_norm: np.ndarray, h: int, w: int, focal: floa
     res = {k: torch.cat(v) for k, v in parts.items()}
 
     def to_z(t):
-        return ray_param_to_camera_z(t, rays["cam_o"], rays["cam_d"], norm).numpy().reshape(h, w)
+        return ray_param_to_camera_z(t, rays.cam_o, rays.cam_d, norm).numpy().reshape(h, w)
 
     z = to_z(res["t"])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -253,7 +210,7 @@ def export_depth_file(ckpt: str | Path, datadir: str | Path, out: Path, cam_list
         raise UserError(f"{out}: exists; pass --overwrite 1 to replace it")
     model, norm, state = load_static_model(ckpt, device)
     datadir = Path(datadir)
-    poses = datadir / "poses_bounds.npy"
+    poses = SceneDir(datadir).poses
     scene = load_scene_files(datadir, exclude=tuple(exclude_cams))
     rig, src = scene.rig, scene.src
     n = len(src.cam_names)

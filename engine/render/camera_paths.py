@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from dataLoader.atomic_io import write_json
-from dataLoader.errors import UserError
 from dataLoader.poses import NEAR_FACTOR, SceneNormalization, average_pose, look_at, unit
 from dataLoader.rig_geometry import view_dirs, view_spread_deg
 

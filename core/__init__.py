@@ -1,0 +1,1 @@
+"""Toolkit-wide basics below every other package: the user-error type."""

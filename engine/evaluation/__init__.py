@@ -1,0 +1,1 @@
+"""Evaluation: test-camera metrics, pictures, plots and the HTML report."""

@@ -1,0 +1,1 @@
+"""Rendering: model frames and videos, camera paths, static-model depth export."""

@@ -1,0 +1,1 @@
+"""Training: the trainer, its setup, schedules, stop signals and long-video fragments."""

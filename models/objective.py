@@ -1,0 +1,102 @@
+"""The MixVoxels training objective: named loss terms of one rendered batch (SPEC §4, §5).
+
+Terms: static colour (every ray, against the frame mean), TV of the static planes, dynamic colour
+(rays the dynamic branch rendered), TV of the dynamic planes, the variation-field BCE against the
+temporal-std label, and the depth term of the static branch (dense targets of the colour batch on
+static rays, or a separately rendered batch of keypoint rays). The per-step scales (TV decay,
+depth-weight decay) come from :mod:`engine.train.schedule`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from models import losses
+from models.regularizers import distortion_loss, near_weight_loss, on_background, opacity_entropy_loss, opacity_loss
+from models.types import RayBatch, RenderOutput
+
+DEPTH_LOSSES = ("mse", "ds_kl")
+
+
+@dataclass(frozen=True)
+class ObjectiveWeights:
+    """Constant weights of the loss terms (the config's TV, variation and depth-loss keys)."""
+
+    tv_density: float
+    tv_app: float
+    tv_dynamic_factor: float
+    variation: float
+    depth_loss: str  # one of DEPTH_LOSSES
+    distortion: float  # floater regularizers (models.regularizers); 0 = off
+    near: float
+    near_t: float
+    opacity_entropy: float
+    opacity: float = 0.0  # (1 - acc)^2 prior: every ray of a forward-facing scene ends on a surface
+    white_bg_fraction: float = 0.0  # fraction of steps whose static colour is composited on white
+
+
+@dataclass(frozen=True)
+class StepScales:
+    """Per-iteration factors: TV scale and depth weight (see :mod:`engine.train.schedule`)."""
+
+    tv: float
+    depth: float
+    lr: float  # the learning-rate factor (the distortion loss follows it)
+    white_bg: bool = False  # this step composites the static colour on white (models.regularizers.background_step)
+
+
+def depth_loss(kind: str, out: RenderOutput, target: torch.Tensor, sigma: torch.Tensor,
+               weight: torch.Tensor) -> torch.Tensor:
+    """Depth loss of the static branch: targets, sigma, weight [N] in ray-parameter units."""
+    if kind == "ds_kl":
+        # A Gaussian narrower than the sample spacing is not resolved: floor sigma at the ray's mean interval.
+        sigma = torch.maximum(sigma, out.dt.detach().float().mean(-1))
+        return losses.ds_kl_loss(out.weights.float(), out.t, out.dt, target, sigma, weight)
+    return losses.depth_mse(out.static_depth.float(), target, weight)
+
+
+def loss_terms(model, batch: RayBatch, out: RenderOutput, label: torch.Tensor, w: ObjectiveWeights,
+               scale: StepScales) -> dict[str, torch.Tensor]:
+    """Named loss terms of a colour batch. label: [N] bool dynamic rays (temporal std above threshold)."""
+    terms = {
+        "static_rgb": losses.mse(static_rgb_for_loss(out, scale).float(), batch.rgb.mean(1)),
+        "tv_static": scale.tv * (w.tv_density * model.density.tv_loss() + w.tv_app * model.appearance.tv_loss()),
+    }
+    if not model.cfg.static_only:
+        terms["dynamic_rgb"] = losses.masked_mse(out.rgb.float(), batch.rgb, out.dynamic_mask)
+        terms["tv_dynamic"] = scale.tv * w.tv_dynamic_factor * (
+            w.tv_density * model.dyn_density.tv_loss() + w.tv_app * model.dyn_appearance.tv_loss())
+        terms["variation_bce"] = w.variation * losses.variation_bce(out.ray_logit.float(), label)
+    terms.update(regularizer_terms(out, w, scale))
+    if batch.depth is not None:  # dense targets: static rays only
+        weight = batch.depth_weight * (~label).float()
+        terms["depth"] = scale.depth * depth_loss(w.depth_loss, out, batch.depth, batch.depth_sigma, weight)
+    return terms
+
+
+def regularizer_terms(out: RenderOutput, w: ObjectiveWeights, scale: StepScales) -> dict[str, torch.Tensor]:
+    """Named floater-regularizer terms on the static branch (only those with a positive weight)."""
+    terms = {}
+    if w.distortion > 0:
+        terms["distortion"] = w.distortion * scale.lr * distortion_loss(out.weights, out.t, out.dt)
+    if w.near > 0:
+        terms["near"] = w.near * near_weight_loss(out.weights, out.t, w.near_t)
+    if w.opacity_entropy > 0:
+        terms["opacity_entropy"] = w.opacity_entropy * opacity_entropy_loss(out.acc)
+    if w.opacity > 0:
+        terms["opacity"] = w.opacity * opacity_loss(out.acc)
+    return terms
+
+
+def static_rgb_for_loss(out: RenderOutput, scale: StepScales) -> torch.Tensor:
+    """Static colour [N, 3] the colour loss compares: composited on white on the steps that say so, so a ray
+    left transparent is penalised wherever the target is not white (MixVoxels' random white background)."""
+    return on_background(out.static_rgb, out.acc) if scale.white_bg else out.static_rgb
+
+
+def keypoint_terms(keypoints: RayBatch, out: RenderOutput, w: ObjectiveWeights,
+                   scale: StepScales) -> dict[str, torch.Tensor]:
+    """The depth term of a rendered batch of keypoint rays (sparse depth)."""
+    loss = depth_loss(w.depth_loss, out, keypoints.depth, keypoints.depth_sigma, keypoints.depth_weight)
+    return {"depth": scale.depth * loss}

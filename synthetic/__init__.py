@@ -1,0 +1,1 @@
+"""The embedded synthetic scene generator (tools, benchmarks and tests): content, rendering, keypoints."""
