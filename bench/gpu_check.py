@@ -87,7 +87,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     argv = ["--base_config", str(ROOT / "configs/base/T.txt"), "--datadir", str(scene), "--basedir", str(work),
             "--expname", "run", "--overwrite", "1", "--device", str(device), "--amp", str(args.amp),
             "--n_iters", str(iters), "--save_every", str(10 ** 9), "--progress_refresh_rate", "100",
-            "--render_test", "0", *SCENE_FLAGS, *([] if device.type == "cuda" else CPU_MODEL), *args.extra]
+            "--render_test", "0", "--vis_every", "0",  # no periodic test renders inside the timed training
+            *SCENE_FLAGS, *([] if device.type == "cuda" else CPU_MODEL), *args.extra]
     trainer = Trainer(options.resolve(options.parse(argv)))
     data = trainer.data
     scene_s = time.perf_counter() - t0

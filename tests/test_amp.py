@@ -94,6 +94,16 @@ def test_cuda_device_without_cuda_exits_2(tiny_scene, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+def test_cuda_device_index_beyond_the_machine_is_a_user_error(monkeypatch):
+    from engine.train.setup import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda", 1) and pick_device("cuda") == torch.device("cuda")
+    with pytest.raises(UserError, match=r"--device 'cuda:2': this machine has 2 CUDA device\(s\) \(cuda:0 .. cuda:1\)"):
+        pick_device("cuda:2")
+
+
 def test_masked_mse_by_hand():
     from models.losses import masked_mse
     pred = torch.tensor([[[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]], [[0.5, 0.5, 0.5]]])  # [N=3, T=1, 3]

@@ -11,6 +11,7 @@ from engine.checkpoint import load_model
 from engine.evaluation.evaluate import evaluate_camera
 from engine.render.frames import RenderSettings, render_pose
 from engine.train.trainer import Trainer
+from engine.workflow import finish_training
 from models.types import RayBatch
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -43,6 +44,7 @@ def test_pinned_batch_copies_to_the_device():
 def gpu_run(make_cfg):
     trainer = Trainer(cuda_cfg(make_cfg, "gpu_run", 1, extra=["--save_every", "3"]))
     ckpt = trainer.fit()
+    finish_training(trainer, ckpt)  # unlocks the run dir, which test_resume_on_cuda trains into again
     return trainer, ckpt
 
 
@@ -74,3 +76,14 @@ def test_resume_on_cuda(gpu_run, make_cfg):
     assert resumed.step == 6 and resumed.model.alpha_mask is not None
     resumed.fit()
     assert resumed.step == 8 and np.isfinite(resumed.history["loss"][-1])
+
+
+def test_ssim_on_cuda_matches_cpu():
+    """cuDNN may run float32 convolutions in TF32: the SSIM filter must not (it would move SSIM by ~1e-2)."""
+    from engine.evaluation.metrics import ssim_batch
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 64, 64, generator=g), 5, 1, 2).permute(0, 2, 3, 1) * 0.6 + 0.2
+    pred = (gt + 0.03 * torch.randn(gt.shape, generator=g)).clamp(0, 1)
+    cpu = ssim_batch(pred, gt)
+    torch.testing.assert_close(ssim_batch(pred.cuda(), gt.cuda()).cpu(), cpu, rtol=0, atol=1e-6)

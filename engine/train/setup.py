@@ -33,6 +33,9 @@ def pick_device(name: str) -> torch.device:
         raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name!r} requested but CUDA is not available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                        f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
     if device.type not in ("cpu", "cuda", "mps"):
         raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
     return device
