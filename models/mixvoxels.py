@@ -181,7 +181,7 @@ class MixVoxels(nn.Module):
         put(sigma, valid, self.density_act(self.density(xyz_n[valid])))
         weights = vr.weights_from_alpha(vr.alpha_from_sigma(sigma, dist))
         acc = weights.sum(-1)
-        static_depth = (weights * t).sum(-1)
+        static_depth = vr.expected_depth(weights, t)
 
         logits = self.variation_logits(xyz_n, valid)
         ray_logit = logits.max(-1).values
@@ -210,7 +210,7 @@ class MixVoxels(nn.Module):
             depth = static_depth.detach()[:, None].expand(n, self.cfg.n_frames).clone()
         if pt_dyn is not None:
             put(rgb, dyn, self._dynamic_color(xyz_n[dyn], viewdir[dyn], pt_dyn, w_dyn, rgb_pts[dyn].detach()))
-            depth[dyn] = (w_dyn * t[dyn][..., None]).sum(1)
+            depth[dyn] = vr.expected_depth(w_dyn, t[dyn][..., None])
         return RenderOutput(rgb=rgb, depth=depth, static_rgb=static_rgb, static_depth=static_depth, acc=acc,
                             dynamic_mask=dyn, ray_logit=ray_logit, weights=weights, t=t, dt=dt)
 

@@ -66,8 +66,8 @@ class RenderOutput:
     """What the model renders for N rays, T frames and S samples per ray.
 
     rgb: [N, T, 3] composite (dynamic rays from the dynamic branch, others static).
-    depth: [N, T] expected ray parameter per frame.
-    static_rgb: [N, 3], static_depth: [N] (expected ray parameter), acc: [N] static opacity.
+    depth: [N, T] expected ray parameter per frame, given the ray terminates (divided by its opacity).
+    static_rgb: [N, 3], static_depth: [N] (the same for the static branch), acc: [N] static opacity.
     dynamic_mask: [N] bool, rays rendered by the dynamic branch.
     ray_logit: [N] max variation-field logit over the ray's valid samples (-inf-free:
     rays with no valid sample get a large negative value).

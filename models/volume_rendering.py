@@ -73,6 +73,16 @@ def composite(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return (weights.unsqueeze(-1) * values).sum(dim=1)
 
 
+def expected_depth(weights: torch.Tensor, t: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Expected termination point given that the ray terminates: sum_i w_i t_i / sum_i w_i along ``dim``.
+
+    weights, t: broadcastable, e.g. [N, S] or [N, S, T] with t [N, S, 1]. Dividing by the opacity keeps
+    a partly transparent ray's depth on its surface (the undivided sum counts the transparent remainder
+    as t = 0, i.e. at the near plane). Rays with no weight get 0.
+    """
+    return (weights * t).sum(dim) / weights.sum(dim).clamp_min(1e-10)
+
+
 def ray_aabb_intersect(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor,
                        min_near: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Slab test. origins, dirs: [N, 3]; aabb: [2, 3] -> near [N], far [N], hit [N] bool.

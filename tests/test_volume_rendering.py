@@ -46,6 +46,16 @@ def test_composite_by_hand():
     torch.testing.assert_close(vr.composite(w_t, vals), torch.tensor([[[2.0], [3.5]]]))
 
 
+def test_expected_depth_is_conditional_on_termination_by_hand():
+    # opacity 0.5 split 0.25 / 0.25 at t = 0.2 and 0.6: (0.05 + 0.15) / 0.5 = 0.4 (the undivided sum is 0.2)
+    w = torch.tensor([[0.25, 0.0, 0.25], [0.0, 0.0, 0.0]])
+    t = torch.tensor([[0.2, 0.4, 0.6], [0.1, 0.5, 0.9]])
+    torch.testing.assert_close(vr.expected_depth(w, t), torch.tensor([0.4, 0.0]))  # no weight -> 0
+    # per frame: w [N=1, S=2, T=2] with t [1, 2, 1]
+    w_t = torch.tensor([[[0.1, 0.0], [0.3, 0.8]]])
+    torch.testing.assert_close(vr.expected_depth(w_t, torch.tensor([[[1.0], [2.0]]])), torch.tensor([[1.75, 2.0]]))
+
+
 def test_interval_lengths_by_hand():
     t = torch.tensor([[0.1, 0.3, 0.7], [0.5, 0.6, 0.9]])
     dt = vr.interval_lengths(t, torch.tensor([0.0, 0.4]), torch.tensor([1.0, 1.0]))
