@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from dataLoader.depth_space import camera_z_to_ray_param
 from dataLoader.depth_targets import DenseDepthTargets, DepthTargetOptions, KeypointTargets
 from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, target_size
 from dataLoader.poses import CameraRig, SceneNormalization
@@ -111,9 +112,10 @@ class VideoDataset:
         self.train_idx = [k for k in range(len(self.cam_names)) if k not in self.test_idx]
         if not self.train_idx:
             raise UserError(f"{datadir}: no training cameras left after holding out {list(opts.test_cams)}")
-        origins, dirs = zip(*(self.camera_rays(k) for k in self.train_idx))
+        origins, dirs, near = zip(*(self._train_rays(k) for k in self.train_idx))
         self.train_origins = torch.cat(origins)
         self.train_dirs = torch.cat(dirs)
+        self.train_near = torch.cat(near)
         source = opts.depth.source
         self.dense_depth = DenseDepthTargets(opts.depth, self) if source == "static_model" else None
         self.keypoints = KeypointTargets(opts.depth, self, self.cache.std) if source == "colmap" else None
@@ -165,6 +167,14 @@ class VideoDataset:
                          self.normalization)
         return rays.origins, rays.dirs
 
+    def _train_rays(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Camera k's rays -> origins, dirs [H*W, 3] and near [H*W]: the ray parameter of the camera's near
+        bound (its poses_bounds row: nothing of the scene is nearer), all float32."""
+        rays = pose_rays(self.c2w[k], self.h, self.w, self.focal, self.normalization)
+        z = torch.full((rays.cam_o.shape[0],), float(self.rig.bounds[k, 0]), dtype=torch.float64)
+        near = camera_z_to_ray_param(z, rays.cam_o, rays.cam_d, self.normalization)
+        return rays.origins, rays.dirs, near.float()
+
     def camera_table(self) -> dict:
         """The rig as stored in checkpoints: normalized c2w [K, 3, 4], size, focal, names, split, and
         near/far bounds [K, 2] in normalized units."""
@@ -183,7 +193,8 @@ class VideoDataset:
         return np.asarray(self.train_idx)[ray_idx // hw], ray_idx % hw
 
     def gather(self, ray_idx: np.ndarray) -> RayBatch:
-        """Train rays [B] with colours rgb [B, T, 3] float, std [B] and, with dense depth, its targets [B]."""
+        """Train rays [B] with colours rgb [B, T, 3] float, std [B], near bounds [B] and, with dense depth,
+        its targets [B]."""
         ray_idx = np.asarray(ray_idx)
         cam, pix = self.pixel_of(ray_idx)
         frames = self.cache.frames.reshape(len(self.cam_names), self.h * self.w, self.n_frames, 3)
@@ -193,7 +204,8 @@ class VideoDataset:
         std = self.cache.std.reshape(len(self.cam_names), -1)[cam, pix]
         idx = torch.from_numpy(ray_idx)
         batch = RayBatch(self.train_origins[idx], self.train_dirs[idx],
-                         rgb=torch.from_numpy(rgb).float().div_(255), std=torch.from_numpy(std))
+                         rgb=torch.from_numpy(rgb).float().div_(255), std=torch.from_numpy(std),
+                         near=self.train_near[idx])
         if self.dense_depth is not None:
             batch.depth, batch.depth_sigma, batch.depth_weight = self.dense_depth.gather(idx)
         return batch

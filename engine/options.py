@@ -155,8 +155,11 @@ def _optim(p):
     g.add_argument("--TV_dynamic_factor", type=float, default=3.0, help="TV multiplier for dynamic planes")
     g.add_argument("--distortion_weight", type=float, default=0.0,
                    help="Mip-NeRF 360 distortion loss on the static weights (follows the lr decay)")
-    g.add_argument("--near_weight", type=float, default=0.0, help="penalty on static weight at t < near_t")
-    g.add_argument("--near_t", type=float, default=0.1, help="near_weight: ray-parameter bound (NDC t)")
+    g.add_argument("--near_weight", type=float, default=0.0,
+                   help="penalty on static weight nearer than the near bound (space where nothing is)")
+    g.add_argument("--near_t", type=float, default=-1.0,
+                   help="near_weight's bound: -1 = each ray's camera near bound (poses_bounds.npy); "
+                        ">= 0 = this ray parameter (NDC t) for every ray")
     g.add_argument("--opacity_entropy_weight", type=float, default=0.0, help="binary entropy of ray opacity")
     g.add_argument("--opacity_weight", type=float, default=0.0,
                    help="(1 - static ray opacity)^2 penalty: every ray ends on a surface (forward-facing)")

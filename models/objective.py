@@ -30,7 +30,7 @@ class ObjectiveWeights:
     depth_loss: str  # one of DEPTH_LOSSES
     distortion: float  # floater regularizers (models.regularizers); 0 = off
     near: float
-    near_t: float
+    near_t: float  # ray-parameter bound of the near penalty; < 0: each ray's camera near bound (RayBatch.near)
     opacity_entropy: float
     opacity: float = 0.0  # (1 - acc)^2 prior: every ray of a forward-facing scene ends on a surface
     white_bg_fraction: float = 0.0  # fraction of steps whose static colour is composited on white
@@ -70,20 +70,24 @@ def loss_terms(model, batch: RayBatch, out: RenderOutput, label: torch.Tensor, w
         terms["tv_dynamic"] = scale.tv * w.tv_dynamic_factor * (
             w.tv_density * model.dyn_density.tv_loss() + w.tv_app * model.dyn_appearance.tv_loss())
         terms["variation_bce"] = w.variation * losses.variation_bce(out.ray_logit.float(), label)
-    terms.update(regularizer_terms(out, w, scale))
+    terms.update(regularizer_terms(out, w, scale, batch.near if w.near_t < 0 else w.near_t))
     if batch.depth is not None:  # dense targets: static rays only
         weight = batch.depth_weight * (~label).float()
         terms["depth"] = scale.depth * depth_loss(w.depth_loss, out, batch.depth, batch.depth_sigma, weight)
     return terms
 
 
-def regularizer_terms(out: RenderOutput, w: ObjectiveWeights, scale: StepScales) -> dict[str, torch.Tensor]:
-    """Named floater-regularizer terms on the static branch (only those with a positive weight)."""
+def regularizer_terms(out: RenderOutput, w: ObjectiveWeights, scale: StepScales,
+                      near: float | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Named floater-regularizer terms on the static branch (only those with a positive weight).
+    near: the near penalty's bound, a ray parameter or per ray [N]."""
     terms = {}
     if w.distortion > 0:
         terms["distortion"] = w.distortion * scale.lr * distortion_loss(out.weights, out.t, out.dt)
     if w.near > 0:
-        terms["near"] = w.near * near_weight_loss(out.weights, out.t, w.near_t)
+        if near is None:
+            raise ValueError("near_weight > 0 needs a bound: near_t >= 0 or rays with their camera's near bound")
+        terms["near"] = w.near * near_weight_loss(out.weights, out.t, near)
     if w.opacity_entropy > 0:
         terms["opacity_entropy"] = w.opacity_entropy * opacity_entropy_loss(out.acc)
     if w.opacity > 0:

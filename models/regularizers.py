@@ -19,9 +19,11 @@ def distortion_loss(weights: torch.Tensor, t: torch.Tensor, dt: torch.Tensor) ->
     return (pairwise + (weights.pow(2) * dt).sum(-1) / 3).mean()
 
 
-def near_weight_loss(weights: torch.Tensor, t: torch.Tensor, t_near: float) -> torch.Tensor:
-    """Mean over rays of the rendering weight at ray parameter t < t_near. weights, t: [N, S]."""
-    return (weights * (t < t_near)).sum(-1).mean()
+def near_weight_loss(weights: torch.Tensor, t: torch.Tensor, t_near: float | torch.Tensor) -> torch.Tensor:
+    """Mean over rays of the rendering weight at ray parameter t < t_near. weights, t: [N, S]; t_near: a
+    number or per ray [N] (e.g. each camera's near bound: space nearer than it holds nothing)."""
+    bound = t_near[:, None] if torch.is_tensor(t_near) else t_near
+    return (weights * (t < bound)).sum(-1).mean()
 
 
 def opacity_entropy_loss(acc: torch.Tensor) -> torch.Tensor:

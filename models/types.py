@@ -6,7 +6,7 @@ R grid resolution, H/W pixels, K cameras.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -34,6 +34,7 @@ class RayBatch:
     rgb: [N, T, 3] float in [0, 1]; std: [N] temporal std label source;
     depth: [N] target ray parameter; depth_weight: [N] (0 = no depth).
     depth_sigma: [N] target std-dev in ray-parameter units (for ``ds_kl``).
+    near: [N] ray parameter of the ray's camera near bound (``poses_bounds.npy``): the scene lies beyond it.
     """
 
     origins: torch.Tensor
@@ -43,22 +44,21 @@ class RayBatch:
     depth: torch.Tensor | None = None
     depth_weight: torch.Tensor | None = None
     depth_sigma: torch.Tensor | None = None
+    near: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]
 
     def pin_memory(self) -> RayBatch:
         """A copy in page-locked host memory (CUDA only), so that ``to(device)`` copies asynchronously."""
-        return RayBatch(*(None if t is None else t.pin_memory() for t in
-                          (self.origins, self.directions, self.rgb, self.std, self.depth, self.depth_weight,
-                           self.depth_sigma)))
+        return self._map(lambda t: t.pin_memory())
 
     def to(self, device) -> RayBatch:
-        def mv(t):
-            return None if t is None else t.to(device, non_blocking=True)
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
-        return RayBatch(*(mv(getattr(self, f)) for f in
-                          ("origins", "directions", "rgb", "std", "depth", "depth_weight", "depth_sigma")))
+    def _map(self, fn) -> RayBatch:
+        """A batch with ``fn`` applied to every tensor field (None stays None)."""
+        return RayBatch(**{f.name: None if (v := getattr(self, f.name)) is None else fn(v) for f in fields(self)})
 
 
 @dataclass

@@ -13,7 +13,9 @@ import torch
 
 from core.errors import UserError
 from dataLoader.dataset import DataOptions, VideoDataset
+from dataLoader.depth_space import ray_param_to_camera_z
 from dataLoader.frame_cache import build_cache, cache_key, scan_frames
+from dataLoader.rays import pose_rays
 from dataLoader.samplers import EpochSampler
 from dataLoader.scene_layout import SceneDir
 
@@ -177,6 +179,11 @@ def test_gather_returns_the_right_pixels(tiny_scene):
         o, d = rays[cam]
         torch.testing.assert_close(batch.origins[b], o[pix])
         torch.testing.assert_close(batch.directions[b], d[pix])
+        # near: the ray parameter where the pixel's camera ray reaches the camera's near bound (camera z)
+        cam_rays = pose_rays(ds.c2w[cam], H, W, ds.focal, ds.normalization)
+        z = ray_param_to_camera_z(batch.near[b:b + 1].double(), cam_rays.cam_o[pix:pix + 1],
+                                  cam_rays.cam_d[pix:pix + 1], ds.normalization)
+        assert float(z) == pytest.approx(float(ds.rig.bounds[cam, 0]), rel=1e-5)
 
 
 def test_downsampled_dataset(tiny_scene):

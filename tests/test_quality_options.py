@@ -44,6 +44,9 @@ def test_near_and_entropy_terms():
     w = torch.tensor([[0.2, 0.3, 0.5]])
     t = torch.tensor([[0.05, 0.15, 0.5]])
     assert math.isclose(float(near_weight_loss(w, t, 0.1)), 0.2, rel_tol=1e-6)
+    # per-ray bounds [N]: ray 0 penalises its first two samples (0.5), ray 1 none (0): mean 0.25
+    w2, t2 = torch.cat([w, w]), torch.cat([t, t])
+    assert math.isclose(float(near_weight_loss(w2, t2, torch.tensor([0.2, 0.01]))), 0.25, rel_tol=1e-6)
     assert math.isclose(float(opacity_entropy_loss(torch.tensor([0.5]))), math.log(2), rel_tol=1e-4)
     assert float(opacity_entropy_loss(torch.tensor([1.0]))) < 1e-2
 
