@@ -8,8 +8,12 @@ scored: one JSON line per scene (test PSNR, SSIM, depth AbsRel / delta<1.25 agai
 time) and a summary line with the means. The first line is the command that reproduces the row.
 
 ``--static``: each scene's still capture instead (``prepare_static`` -> ``train.py`` with ``--config``, e.g.
-``configs/demo_static.txt`` -> ``static_model2depth``): held-out view PSNR and the exported depth at the video
-cameras against the static world's exact depth (median relative error, coverage).
+``configs/demo_static.txt`` -> ``static_model2depth`` into the scene's ``depth/all_depth.npz``): held-out view
+PSNR and the exported depth at the video cameras against the static world's exact depth (median relative
+error, coverage). A later run with ``--extra --depth_config configs/depth/static_model.txt`` trains on it.
+
+``--profile CKPT``: where a trained model puts its static rendering weight: per camera, the mean opacity
+and the weight in each tenth of the ray parameter (NDC t), a floater diagnostic.
 
 ``--curve ITERS...``: one scene (the first of ``--scenes``), test PSNR at those iterations of one run
 (train time excludes the evaluations), written as JSON and plotted to ``--png``.
@@ -34,10 +38,15 @@ import torch
 
 from bench.depth_gain import evaluate_test, static_depth_quality
 from core.errors import UserError
+from dataLoader.dataset import VideoDataset
+from dataLoader.scene_layout import SceneDir
 from engine import options
+from engine.checkpoint import load_model
 from engine.evaluation.visualize import plot_training_curves
+from engine.option_groups import data_options
 from engine.render.static_depth import ExportOptions, export_depth_file, prepare_static_capture
 from engine.train.trainer import Trainer
+from models.types import RayBatch
 from synthetic.scene import write_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +154,7 @@ def run_static(args, spec: FamilyScene) -> dict:
     trainer = Trainer(options.resolve(options.parse(argv)))
     trainer.fit()
     held_out, _ = evaluate_test(trainer)
-    depth_file = args.workdir / "runs" / f"{args.tag}_static_{spec.name}" / "all_depth.npz"
+    depth_file = SceneDir(scene).dense_depth  # where configs/depth/static_model.txt reads it
     ckpt, refused = trainer.run_dir / "ckpt.pt", None
     try:
         export_depth_file(ckpt, scene, depth_file, overwrite=True, device=args.device)
@@ -158,6 +167,21 @@ def run_static(args, spec: FamilyScene) -> dict:
             "views": len(trainer.data.cam_names),
             "depth_median_rel_err": quality["median_rel_err"], "depth_abs_rel": quality["abs_rel"],
             "coverage": quality["coverage"], "train_time_s": held_out["train_time_s"]}
+
+
+@torch.no_grad()
+def weight_profile(ckpt: Path, every: int = 7) -> None:
+    """Per camera of the checkpoint's scene: mean static opacity and weight per decile of t (every 7th pixel)."""
+    model, norm, state = load_model(ckpt)
+    data = VideoDataset(data_options(argparse.Namespace(**state["config"])), normalization=norm)
+    edges = torch.linspace(0, 1, 11)
+    for k in range(len(data.cam_names)):
+        origins, dirs = data.camera_rays(k)
+        idx = torch.arange(0, origins.shape[0], every)
+        out = model.eval()(RayBatch(origins[idx], dirs[idx]), ray_dynamic=torch.zeros(len(idx), dtype=torch.bool))
+        bins = [float((out.weights * ((out.t >= a) & (out.t < b))).sum(-1).mean()) for a, b in zip(edges, edges[1:])]
+        emit({"camera": data.cam_names[k], "test": k in data.test_idx, "acc": round(float(out.acc.mean()), 3),
+              "weight_by_t_decile": [round(b, 3) for b in bins]})
 
 
 def run_curve(args) -> None:
@@ -184,6 +208,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tag", default="q", help="run-name prefix under WORKDIR/runs")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--profile", type=Path, default=None, help="checkpoint: print its weight profile (see above)")
     p.add_argument("--static", action="store_true", help="train and export the still captures (see above)")
     p.add_argument("--curve", type=int, nargs="*", default=[], help="iterations at which to score (one scene)")
     p.add_argument("--png", type=Path, default=None, help="curve plot (default WORKDIR/curve_TAG_SCENE.png)")
@@ -195,6 +220,9 @@ def main() -> None:
     args = parse_args()
     args.workdir = args.workdir.resolve()
     emit({"command": "python -m bench.quality " + " ".join(shlex.quote(a) for a in sys.argv[1:])})
+    if args.profile:
+        weight_profile(args.profile)
+        return
     if args.curve:
         run_curve(args)
         return

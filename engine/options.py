@@ -155,8 +155,9 @@ def _optim(p):
     g.add_argument("--TV_dynamic_factor", type=float, default=3.0, help="TV multiplier for dynamic planes")
     g.add_argument("--distortion_weight", type=float, default=0.0,
                    help="Mip-NeRF 360 distortion loss on the static weights (follows the lr decay)")
-    g.add_argument("--near_weight", type=float, default=0.0,
-                   help="penalty on static weight nearer than the near bound (space where nothing is)")
+    g.add_argument("--near_weight", type=float, default=2.0,
+                   help="penalty on static weight nearer than the near bound (space where nothing is); "
+                        "0 = off. Removes near-camera haze (BENCHMARKS.md, quality on unseen scenes)")
     g.add_argument("--near_t", type=float, default=-1.0,
                    help="near_weight's bound: -1 = each ray's camera near bound (poses_bounds.npy); "
                         ">= 0 = this ray parameter (NDC t) for every ray")
