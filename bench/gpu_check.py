@@ -58,7 +58,8 @@ def build_scene(root: Path, n_cams: int, n_frames: int, distinct: int, w: int, h
         files = image_files(cam)
         (SceneDir(scene).frames / cam.name).mkdir(parents=True)
         for t in range(n_frames):
-            (SceneDir(scene).frames / cam.name / f"{t:04d}.png").symlink_to(files[t * distinct // n_frames])
+            # absolute targets: a relative root would make every link dangle from inside frames/camXX/
+            (SceneDir(scene).frames / cam.name / f"{t:04d}.png").symlink_to(files[t * distinct // n_frames].resolve())
     return scene
 
 
