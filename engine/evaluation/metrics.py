@@ -34,9 +34,16 @@ FRAME_CHUNK = 8  # frames moved to the device at once
 
 
 # ----------------------------------------------------------------------------- helpers
+def _to_numpy(x, dtype) -> np.ndarray:
+    """A tensor (any device) or array-like -> numpy array of ``dtype``."""
+    return np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=dtype)
+
+
 def _as_tensor(x, device=None) -> torch.Tensor:
     """Any array-like -> detached float tensor in [0, 1] (uint8 is scaled by 1/255)."""
-    t = torch.as_tensor(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x).detach()
+    if isinstance(x, np.ndarray):  # torch cannot wrap a read-only array (memmaps, broadcasts): copy those
+        x = np.ascontiguousarray(x) if x.flags.writeable else np.array(x)
+    t = torch.as_tensor(x).detach()
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
     elif not t.is_floating_point():
@@ -188,13 +195,12 @@ def depth_sums(pred, gt, mask=None) -> np.ndarray:
     Valid pixels: gt > 0, gt and pred finite, and mask; pred <= 0 counts as a delta miss. Sums of
     frames add up, so a video's metrics can be gathered frame by frame (:func:`depth_metrics_from_sums`).
     """
-    p = np.asarray(torch.as_tensor(pred).detach().cpu(), dtype=np.float64)
-    g = np.asarray(torch.as_tensor(gt).detach().cpu(), dtype=np.float64)
+    p, g = _to_numpy(pred, np.float64), _to_numpy(gt, np.float64)
     if p.shape != g.shape:
         raise ValueError(f"depth_metrics: shapes differ {p.shape} vs {g.shape}")
     valid = np.isfinite(g) & np.isfinite(p) & (g > 0)
     if mask is not None:
-        valid &= np.asarray(torch.as_tensor(mask).detach().cpu(), dtype=bool).reshape(g.shape)
+        valid &= _to_numpy(mask, bool).reshape(g.shape)
     p, g = p[valid], g[valid]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(p > 0, np.maximum(p / g, g / p), np.inf)
