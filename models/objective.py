@@ -53,9 +53,9 @@ def depth_loss(kind: str, out: RenderOutput, target: torch.Tensor, sigma: torch.
         # A Gaussian narrower than the sample spacing is not resolved: floor sigma at the ray's mean interval.
         sigma = torch.maximum(sigma, out.dt.detach().float().mean(-1))
         return losses.ds_kl_loss(out.weights.float(), out.t, out.dt, target, sigma, weight)
-    # sum(w t), not the opacity-normalised out.static_depth: the transparent remainder counts as t = 0, so
-    # the term also pulls the ray's opacity to 1, as a surface at the target depth must.
-    return losses.depth_mse((out.weights * out.t).sum(-1).float(), target, weight)
+    # The rendered depth (expected termination given that the ray terminates). Supervising sum(w t) instead
+    # would count a ray's transparent remainder as t = 0 and push its surface behind the target.
+    return losses.depth_mse(out.static_depth.float(), target, weight)
 
 
 def loss_terms(model, batch: RayBatch, out: RenderOutput, label: torch.Tensor, w: ObjectiveWeights,

@@ -45,7 +45,8 @@ def test_chunked_render_equals_unchunked(trained):
     parts = render_pose(*args, settings=small)
     assert whole.dynamic.any() and whole.rgb.std() > 1e-3
     for name in ("rgb", "depth", "static_rgb", "static_depth", "acc"):
-        np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), atol=1e-6, rtol=0, err_msg=name)
+        rtol = 1e-6 if "depth" in name else 0  # world-unit depth (up to ~10): a few float32 ulps, as below
+        np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), atol=1e-6, rtol=rtol, err_msg=name)
     np.testing.assert_array_equal(parts.dynamic, whole.dynamic)
 
 
