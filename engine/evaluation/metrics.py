@@ -34,8 +34,8 @@ FRAME_CHUNK = 8  # frames moved to the device at once
 
 
 # ----------------------------------------------------------------------------- helpers
-def _to_numpy(x, dtype) -> np.ndarray:
-    """A tensor (any device) or array-like -> numpy array of ``dtype``."""
+def to_numpy(x, dtype=None) -> np.ndarray:
+    """A tensor (any device) or array-like -> numpy array (of ``dtype`` when given)."""
     return np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=dtype)
 
 
@@ -195,12 +195,12 @@ def depth_sums(pred, gt, mask=None) -> np.ndarray:
     Valid pixels: gt > 0, gt and pred finite, and mask; pred <= 0 counts as a delta miss. Sums of
     frames add up, so a video's metrics can be gathered frame by frame (:func:`depth_metrics_from_sums`).
     """
-    p, g = _to_numpy(pred, np.float64), _to_numpy(gt, np.float64)
+    p, g = to_numpy(pred, np.float64), to_numpy(gt, np.float64)
     if p.shape != g.shape:
         raise ValueError(f"depth_metrics: shapes differ {p.shape} vs {g.shape}")
     valid = np.isfinite(g) & np.isfinite(p) & (g > 0)
     if mask is not None:
-        valid &= _to_numpy(mask, bool).reshape(g.shape)
+        valid &= to_numpy(mask, bool).reshape(g.shape)
     p, g = p[valid], g[valid]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(p > 0, np.maximum(p / g, g / p), np.inf)

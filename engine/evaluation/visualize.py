@@ -9,20 +9,14 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dataLoader.atomic_io import atomic_path, write_png
+from engine.evaluation.metrics import to_numpy
 
 log = logging.getLogger(__name__)
-
-
-def _to_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def _apply_cmap(values: np.ndarray, name: str) -> np.ndarray:
@@ -40,12 +34,12 @@ def colorize_depth(depth, mask=None, vmin=None, vmax=None, inverse: bool = False
     forward-facing scenes. The range is [vmin, vmax] (in the displayed quantity, i.e. disparity
     when ``inverse``); a missing bound is the given percentile of the valid values.
     """
-    d = _to_numpy(depth).astype(np.float64)
+    d = to_numpy(depth).astype(np.float64)
     if d.ndim != 2:
         raise ValueError(f"colorize_depth: expected [H,W], got {d.shape}")
     valid = np.isfinite(d) & (d > 0)
     if mask is not None:
-        valid &= _to_numpy(mask).astype(bool).reshape(d.shape)
+        valid &= to_numpy(mask).astype(bool).reshape(d.shape)
     out = np.zeros(d.shape + (3,), dtype=np.uint8)
     if not valid.any():
         return out
@@ -66,7 +60,7 @@ def error_heatmap(pred, gt, vmax=None, cmap: str = "inferno") -> np.ndarray:
     ``vmax`` fixes the error mapped to the brightest colour (use a constant, e.g. 0.1, to compare
     frames); None uses the 99th percentile of this image's error.
     """
-    p, g = _to_numpy(pred).astype(np.float64), _to_numpy(gt).astype(np.float64)
+    p, g = to_numpy(pred).astype(np.float64), to_numpy(gt).astype(np.float64)
     if p.shape != g.shape or p.ndim != 3:
         raise ValueError(f"error_heatmap: expected two equal [H,W,3], got {p.shape} and {g.shape}")
     err = np.abs(p - g).mean(axis=-1)
@@ -160,7 +154,7 @@ def plot_training_curves(history: dict, out_png) -> None:
 
 def plot_per_frame(values, out_png, ylabel: str, title: str | None = None) -> None:
     """values [T] -> PNG of value vs frame index with the mean as a dashed line."""
-    v = _to_numpy(values).astype(np.float64).reshape(-1)
+    v = to_numpy(values).astype(np.float64).reshape(-1)
     fig = Figure(figsize=(8, 3))
     ax = fig.subplots()
     ax.plot(np.arange(v.size), v, lw=1.0)
@@ -182,7 +176,7 @@ def save_png(path, img) -> None:
 
     Thin wrapper over ``dataLoader.atomic_io.write_png`` (the single PNG writer) that accepts
     tensors, validates the shape and creates the parent folder."""
-    img = _to_numpy(img)
+    img = to_numpy(img)
     if img.dtype != np.uint8 or img.ndim not in (2, 3):
         raise ValueError(f"save_png: expected uint8 [H,W,3] or [H,W], got {img.dtype} {img.shape}")
     write_png(path, img)
