@@ -16,6 +16,8 @@ colmap2depth.py are not run: on this smooth-textured 64x48 scene SfM registers n
 Usage: python -m bench.depth_gain [--iters 400] [--static_iters 400] [--width 64 --height 48]
        [--workdir DIR] [--reuse 1] [--runs a b c] [--depth_config configs/depth/static_model.txt]
 BENCHMARKS.md used --static_iters 500 --iters 600: 197 s on 2 idle cores (the defaults take less).
+On the benchmark family (six scenes, the demo configs) the same comparison is
+``python -m bench.quality --depth_gain`` (static export, then the dynamic run without and with depth).
 """
 from __future__ import annotations
 

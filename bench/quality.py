@@ -15,11 +15,16 @@ error, coverage). A later run with ``--extra --depth_config configs/depth/static
 ``--profile CKPT``: where a trained model puts its static rendering weight: per camera, the mean opacity
 and the weight in each tenth of the ray parameter (NDC t), a floater diagnostic.
 
+``--depth_gain``: the acceptance check of depth distillation on the family, per scene: the still capture through
+``--static_config`` and the export (as ``--static``), then ``--config`` without and with ``--depth_config``;
+per-scene dPSNR and AbsRel ratio, and the family means.
+
 ``--curve ITERS...``: one scene (the first of ``--scenes``), test PSNR at those iterations of one run
 (train time excludes the evaluations), written as JSON and plotted to ``--png``.
 
 Usage: python -m bench.quality [--config configs/demo.txt] [--base_config F] [--iters N]
-       [--scenes NAME ...] [--workdir data/quality_family] [--curve 100 200 400 800] [--extra FLAGS...]
+       [--scenes NAME ...] [--workdir data/quality_family] [--curve 100 200 400 800] [--static | --depth_gain]
+       [--extra FLAGS...]
 Scenes are written once to WORKDIR/scenes (about a minute each) and reused.
 """
 from __future__ import annotations
@@ -174,6 +179,33 @@ def run_static(args, spec: FamilyScene) -> dict:
             "coverage": quality["coverage"], "train_time_s": held_out["train_time_s"]}
 
 
+def with_args(args, **changes) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+def run_depth_gain(args, spec: FamilyScene) -> dict:
+    """The scene's still capture -> static model (--static_config) -> exported depth; then the dynamic run
+    (args.config) without and with that depth (--depth_config): the gain of static-model depth."""
+    static = run_static(with_args(args, config=args.static_config, base_config="", iters=0, extra=[]), spec)
+    none = run_scene(with_args(args, tag=f"{args.tag}_none"), spec)
+    depth = run_scene(with_args(args, tag=f"{args.tag}_depth", extra=[*args.extra, "--depth_config",
+                                                                       args.depth_config]), spec)
+    return {"scene": spec.name, "export_median_rel_err": static["depth_median_rel_err"],
+            "psnr_none": none["psnr"], "psnr_depth": depth["psnr"], "dpsnr": depth["psnr"] - none["psnr"],
+            "abs_rel_none": none["depth_abs_rel"], "abs_rel_depth": depth["depth_abs_rel"],
+            "abs_rel_ratio": depth["depth_abs_rel"] / none["depth_abs_rel"],
+            "train_time_s": static["train_time_s"] + none["train_time_s"] + depth["train_time_s"]}
+
+
+def gain_summary(rows: list[dict]) -> dict:
+    """Family means of a --depth_gain run: mean dPSNR and the ratio of the mean AbsRels."""
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("dpsnr", "psnr_none", "psnr_depth",
+                                                               "abs_rel_none", "abs_rel_depth")}
+    return {"summary": True, "mean": mean, "abs_rel_ratio_of_means": mean["abs_rel_depth"] / mean["abs_rel_none"],
+            "scenes_meeting_both": sum(r["dpsnr"] >= 1.5 and r["abs_rel_ratio"] <= 0.5 for r in rows),
+            "n_scenes": len(rows)}
+
+
 @torch.no_grad()
 def weight_profile(ckpt: Path, every: int = 7) -> None:
     """Per camera of the checkpoint's scene: mean static opacity and weight per decile of t (every 7th pixel)."""
@@ -216,6 +248,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--profile", type=Path, default=None, help="checkpoint: print its weight profile (see above)")
     p.add_argument("--static", action="store_true", help="train and export the still captures (see above)")
+    p.add_argument("--depth_gain", action="store_true",
+                   help="per scene: still capture -> --static_config -> export, then --config without and with "
+                        "--depth_config; prints the gain of static-model depth and the family means")
+    p.add_argument("--static_config", default="configs/demo_static.txt", help="--depth_gain: static model config")
+    p.add_argument("--depth_config", default="configs/depth/static_model.txt", help="--depth_gain: depth overlay")
     p.add_argument("--curve", type=int, nargs="*", default=[], help="iterations at which to score (one scene)")
     p.add_argument("--png", type=Path, default=None, help="curve plot (default WORKDIR/curve_TAG_SCENE.png)")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="train.py flags for every run")
@@ -234,6 +271,12 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     rows = []
+    if args.depth_gain:
+        for name in args.scenes:
+            rows.append(run_depth_gain(args, BY_NAME[name]))
+            emit(rows[-1])
+        emit({**gain_summary(rows), "total_s": round(time.perf_counter() - t0, 1)})
+        return
     for name in args.scenes:
         rows.append((run_static if args.static else run_scene)(args, BY_NAME[name]))
         emit(rows[-1])

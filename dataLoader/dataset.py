@@ -145,9 +145,11 @@ class VideoDataset:
 
     @property
     def near_far(self) -> tuple[float, float]:
-        """Ray-parameter range the model samples: NDC [0, 1]; bounded: (min near, inf) clipped by the aabb."""
+        """Ray-parameter range the model samples: NDC the box's z range (NDC rays run z = -1 + 2 t, so the
+        default box gives [0, 1]); bounded: (min near, inf) clipped by the aabb."""
         if self.normalization.ndc:
-            return 0.0, 1.0
+            z_lo, z_hi = self.normalization.aabb[0][2], self.normalization.aabb[1][2]
+            return (max(z_lo, -1.0) + 1) / 2, (min(z_hi, 1.0) + 1) / 2
         return min_near(self.rig, self.normalization), float("inf")
 
     def _check_test_cams(self, test_cams) -> list[int]:

@@ -51,7 +51,8 @@ def _data(p):
     g.add_argument("--ndc_ray", type=int, default=-1,
                    help="1: forward-facing NDC rays; 0: bounded metric rays; -1: choose from the rig")
     g.add_argument("--scene_box", type=float, nargs="*", default=[],
-                   help="ray-space aabb: lower corner (upper = -lower) or 6 numbers; empty: automatic")
+                   help="ray-space aabb: lower corner (upper = -lower) or 6 numbers; empty: automatic. NDC rays "
+                        "are sampled over its z range only")
     g.add_argument("--std_blur_kernel", type=int, default=0,
                    help="Gaussian blur of temporal std maps, odd pixels (0: auto ~ width/45)")
 

@@ -138,6 +138,13 @@ def test_rig_kind_is_detected_and_explicit_ndc_ray_wins(tiny_scene, inward_scene
         assert VideoDataset(data_options(cfg)).normalization.ndc is want
 
 
+def test_ndc_rays_are_sampled_over_the_box_z_range(tiny_scene):
+    # NDC rays run z = -1 + 2 t: a box from z = -0.5 to 0.8 is sampled for t in [0.25, 0.9]; a box beyond
+    # z = +-1 (the N3DV configs' 1.5) still samples [0, 1].
+    assert VideoDataset(DataOptions(tiny_scene, scene_box=(-1.5, -1.5, -0.5, 1.5, 1.5, 0.8))).near_far == (0.25, 0.9)
+    assert VideoDataset(DataOptions(tiny_scene, scene_box=(-3.0, -3.0, -1.5))).near_far == (0.0, 1.0)
+
+
 def gt_table(scene: Path, rig, cams) -> dict:
     """colmap_depth.npz content: every 3rd pixel of frame 0 of ``cams`` at its ground-truth depth."""
     h, w = int(rig.hwf[0]), int(rig.hwf[1])

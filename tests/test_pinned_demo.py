@@ -6,7 +6,8 @@ iterations and a smaller grid, once without depth, once with sparse keypoint dep
 ``ds_kl``) and once with dense static-model depth maps. The expected numbers were recorded with the code
 before the refactor of issue 13 (one thread; CPU float32) and re-recorded once, deliberately, when the
 per-camera near penalty became a default (``near_weight`` 2, issue 14) and when the MSE depth loss moved to
-the opacity-normalised rendered depth (``static_model`` only).
+the opacity-normalised rendered depth (``static_model`` only). The static-model run keeps the depth weight it
+was recorded with (0.1) when the overlay's default moved to 1.0: a config value, not code behaviour.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ DEMO_OVERRIDES = ["--device", "cpu", "--seed", "0", "--n_iters", "40", "--batch_
 DEPTH = {
     "none": [],
     "colmap": ["--depth_config", "configs/depth/colmap.txt", "--depth_loss", "ds_kl"],
-    "static_model": ["--depth_config", "configs/depth/static_model.txt"],
+    "static_model": ["--depth_config", "configs/depth/static_model.txt", "--depth_lambda", "0.1"],
 }
 
 # (test PSNR, test SSIM, last logged loss, last logged depth term or None)
