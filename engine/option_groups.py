@@ -115,7 +115,7 @@ def model_config(cfg: argparse.Namespace) -> ModelConfig:
         point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
         dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size, zero_dynamic_sigma=bool(cfg.zero_dynamic_sigma),
         zero_dynamic_sigma_thresh=cfg.zero_dynamic_sigma_thresh, sigma_static_thresh=cfg.sigma_static_thresh,
-        alpha_mask_distance_scale=bool(cfg.alpha_mask_distance_scale))
+        alpha_mask_distance_scale=bool(cfg.alpha_mask_distance_scale), view_dependent=bool(cfg.view_dependent))
 
 
 def groups(cfg: argparse.Namespace) -> Options:
@@ -131,5 +131,6 @@ def groups(cfg: argparse.Namespace) -> Options:
                          bool(cfg.lr_upsample_reset), cfg.variation_refit_iters)
     objective = ObjectiveWeights(cfg.TV_weight_density, cfg.TV_weight_app, cfg.TV_dynamic_factor,
                                  cfg.variation_weight, cfg.depth_loss, cfg.distortion_weight, cfg.near_weight,
-                                 cfg.near_t, cfg.opacity_entropy_weight, cfg.opacity_weight, cfg.white_bg_fraction)
+                                 cfg.near_t, cfg.opacity_entropy_weight, cfg.opacity_weight, cfg.white_bg_fraction,
+                                 cfg.opacity_start)
     return Options(run, data_options(cfg, with_depth=True), model_config(cfg), objective, train, cfg)

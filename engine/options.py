@@ -25,7 +25,7 @@ from dataLoader.depth_targets import DEPTH_SOURCES
 from dataLoader.scene_layout import DENSE_DEPTH, SPARSE_DEPTH, SceneDir
 from engine.config_checks import check_config_files, check_training_config
 from models.mixvoxels import ModelConfig
-from models.objective import DEPTH_LOSSES
+from models.objective import AUTO_OPACITY, DEPTH_LOSSES
 
 log = logging.getLogger(__name__)
 LEGACY_DEPTH_KEYS = ("use_depth", "use_colmap_depth")
@@ -113,6 +113,8 @@ def _model(p):
     g.add_argument("--alpha_mask_thre", type=float, default=m.alpha_mask_thre, help="occupancy threshold")
     g.add_argument("--rm_weight_mask_thre", type=float, default=m.rm_weight_mask_thre,
                    help="skip colour where the weight is below this")
+    g.add_argument("--view_dependent", type=int, default=int(m.view_dependent),
+                   help="1: the colour heads see the view direction; 0: colour depends on position (and frame) only")
 
 
 def _dynamic(p):
@@ -163,8 +165,11 @@ def _optim(p):
                    help="near_weight's bound: -1 = each ray's camera near bound (poses_bounds.npy); "
                         ">= 0 = this ray parameter (NDC t) for every ray")
     g.add_argument("--opacity_entropy_weight", type=float, default=0.0, help="binary entropy of ray opacity")
-    g.add_argument("--opacity_weight", type=float, default=0.0,
-                   help="(1 - static ray opacity)^2 penalty: every ray ends on a surface (forward-facing)")
+    g.add_argument("--opacity_weight", type=float, default=-1.0,
+                   help="(1 - static ray opacity)^2 penalty: every ray ends on a surface; -1 = auto: "
+                        f"{AUTO_OPACITY} for forward-facing (NDC) scenes, 0 for bounded ones (BENCHMARKS.md)")
+    g.add_argument("--opacity_start", type=float, default=0.0,
+                   help="fraction of n_iters after which the opacity prior applies (0 = from the start)")
     g.add_argument("--white_bg_fraction", type=float, default=0.0,
                    help="fraction of steps whose static colour loss composites on white (MixVoxels: 0.5)")
     g.add_argument("--tv_scale", type=float, default=1e-2,

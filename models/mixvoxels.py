@@ -64,6 +64,7 @@ class ModelConfig:
     zero_dynamic_sigma_thresh: float = 1e-5
     sigma_static_thresh: float = 0.1
     alpha_mask_distance_scale: bool = True
+    view_dependent: bool = True
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -175,6 +176,8 @@ class MixVoxels(nn.Module):
         n, s = t.shape
         dist = dt * rays.directions.norm(dim=-1, keepdim=True) * self.cfg.distance_scale
         viewdir = F.normalize(rays.directions, dim=-1)
+        if not self.cfg.view_dependent:  # the heads keep their input width: checkpoints stay loadable
+            viewdir = torch.zeros_like(viewdir)
         xyz_n = self.normalize_coords(xyz)
 
         sigma = xyz.new_zeros(n, s)

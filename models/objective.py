@@ -8,7 +8,7 @@ depth-weight decay) come from :mod:`engine.train.schedule`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -32,8 +32,19 @@ class ObjectiveWeights:
     near: float
     near_t: float  # ray-parameter bound of the near penalty; < 0: each ray's camera near bound (RayBatch.near)
     opacity_entropy: float
-    opacity: float = 0.0  # (1 - acc)^2 prior: every ray of a forward-facing scene ends on a surface
+    opacity: float = 0.0  # (1 - acc)^2 prior: every ray of a forward-facing scene ends on a surface; < 0: auto
     white_bg_fraction: float = 0.0  # fraction of steps whose static colour is composited on white
+    opacity_start: float = 0.0  # fraction of the iterations after which the opacity prior applies
+
+    def for_scene(self, ndc: bool) -> ObjectiveWeights:
+        """Resolve the automatic opacity weight (< 0): AUTO_OPACITY for forward-facing (NDC) scenes, where
+        every ray ends on a surface, and 0 for bounded ones, whose rays may see an empty background."""
+        if self.opacity >= 0:
+            return self
+        return replace(self, opacity=AUTO_OPACITY if ndc else 0.0)
+
+
+AUTO_OPACITY = 0.1  # chosen on the quality family (BENCHMARKS.md, "The opacity prior")
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ class StepScales:
     depth: float
     lr: float  # the learning-rate factor (the distortion loss follows it)
     white_bg: bool = False  # this step composites the static colour on white (models.regularizers.background_step)
+    opacity: bool = True  # the opacity prior applies at this step (ObjectiveWeights.opacity_start)
 
 
 def depth_loss(kind: str, out: RenderOutput, target: torch.Tensor, sigma: torch.Tensor,
@@ -90,7 +102,7 @@ def regularizer_terms(out: RenderOutput, w: ObjectiveWeights, scale: StepScales,
         terms["near"] = w.near * near_weight_loss(out.weights, out.t, near)
     if w.opacity_entropy > 0:
         terms["opacity_entropy"] = w.opacity_entropy * opacity_entropy_loss(out.acc)
-    if w.opacity > 0:
+    if w.opacity > 0 and scale.opacity:
         terms["opacity"] = w.opacity * opacity_loss(out.acc)
     return terms
 

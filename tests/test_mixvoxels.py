@@ -223,3 +223,26 @@ def test_bounded_rays_sample_inside_the_box():
     torch.testing.assert_close(out.dt[2].sum(), torch.tensor(1.2))
     assert out.dt[1].sum() == 0 and out.acc[1] == 0 and out.static_rgb[1].abs().sum() == 0
     assert out.acc[0] > 0.2
+
+
+@pytest.mark.parametrize("view_dependent", [True, False])
+def test_view_dependent_key_controls_the_colour_heads_direction_input(view_dependent):
+    """Both colour heads take [features, view direction]; with view_dependent False the direction part is zero."""
+    model = tiny_model(view_dependent=view_dependent)
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen[name] = inputs[0][:, -3:].clone()
+        return hook
+
+    for name in ("color_head", "dyn_color_head"):
+        getattr(model, name).net[0].register_forward_hook(record(name))
+    model(ndc_rays(13), ray_dynamic=torch.ones(13, dtype=torch.bool))
+    assert set(seen) == {"color_head", "dyn_color_head"}
+    for viewdir in seen.values():
+        assert len(viewdir) > 0
+        if view_dependent:
+            torch.testing.assert_close(viewdir.norm(dim=-1), torch.ones(len(viewdir)))
+        else:
+            assert torch.all(viewdir == 0)

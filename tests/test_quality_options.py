@@ -74,10 +74,23 @@ def test_config_wiring_of_opacity_and_white_background():
     out = SimpleNamespace(acc=torch.tensor([1.0, 0.5]), static_rgb=torch.tensor([[0.2, 0.2, 0.2], [0.1, 0.2, 0.3]]))
     terms = regularizer_terms(out, w, plain)
     assert set(terms) == {"opacity"} and math.isclose(float(terms["opacity"]), 0.5 * 0.25 / 2, rel_tol=1e-6)
+    assert regularizer_terms(out, w, StepScales(tv=1.0, depth=1.0, lr=1.0, opacity=False)) == {}  # before opacity_start
     assert torch.equal(static_rgb_for_loss(out, plain), out.static_rgb)
     assert torch.allclose(static_rgb_for_loss(out, white), torch.tensor([[0.2, 0.2, 0.2], [0.6, 0.7, 0.8]]))
     off = ObjectiveWeights(0.0, 0.0, 0.0, 0.0, "mse", 0.0, 0.0, 0.2, 0.0)
     assert regularizer_terms(out, off, plain) == {}
+
+
+def test_automatic_opacity_weight_follows_the_scene_kind():
+    """opacity < 0 resolves to AUTO_OPACITY on forward-facing (NDC) scenes and to 0 on bounded ones; an explicit
+    weight is kept either way."""
+    from models.objective import AUTO_OPACITY, ObjectiveWeights
+
+    auto = ObjectiveWeights(1.0, 1.0, 3.0, 0.05, "mse", 0.0, 2.0, -1.0, 0.0, opacity=-1.0)
+    assert auto.for_scene(ndc=True).opacity == AUTO_OPACITY == 0.1
+    assert auto.for_scene(ndc=False).opacity == 0.0
+    explicit = ObjectiveWeights(1.0, 1.0, 3.0, 0.05, "mse", 0.0, 2.0, -1.0, 0.0, opacity=0.3)
+    assert explicit.for_scene(ndc=True) is explicit and explicit.for_scene(ndc=False) is explicit
 
 
 def test_upsample_reset_restarts_the_cosine():

@@ -66,7 +66,10 @@ class Trainer:
         self.sampler = EpochSampler(self.data.n_train_rays, train.batch_size, run.seed)
         self.keypoints = None if self.data.keypoints is None else KeypointSampler(
             self.data.keypoints, train.keypoint_batch, run.seed + 2, self.device)
-        self.weights = self.opts.objective
+        self.weights = self.opts.objective.for_scene(self.norm.ndc)
+        if self.opts.objective.opacity < 0:
+            log.info("opacity prior (automatic): %g on this %s scene", self.weights.opacity,
+                     "forward-facing" if self.norm.ndc else "bounded")
         self.variation_ready = bool(self.model.cfg.static_only) or train.n_variation_iters <= 0
         self.environment = setup.environment()
         self.precision = resolve_precision(train.amp, self.device)
@@ -207,7 +210,8 @@ class Trainer:
         return StepScales(tv_scale(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio, t.tv_scale),
                           depth_weight(self.step, t.n_iters, t.depth_lambda, t.depth_lambda_decay),
                           lr_factor(self.step, t.n_iters, t.lr_decay, t.lr_decay_target_ratio),
-                          background_step(self.step, self.weights.white_bg_fraction))
+                          background_step(self.step, self.weights.white_bg_fraction),
+                          self.step >= self.weights.opacity_start * t.n_iters)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration -> (loss, batch PSNR) as 0-d device tensors; nothing here waits for the device."""
