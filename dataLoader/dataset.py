@@ -29,6 +29,7 @@ from dataLoader.rig_geometry import (
 )
 from dataLoader.scene_files import frames_factor, load_scene_files
 from dataLoader.scene_layout import SceneDir, check_aspect
+from dataLoader.target_blur import blurred_pixels
 from models.types import RayBatch
 
 log = logging.getLogger(__name__)
@@ -194,23 +195,46 @@ class VideoDataset:
         hw = self.h * self.w
         return np.asarray(self.train_idx)[ray_idx // hw], ray_idx % hw
 
-    def gather(self, ray_idx: np.ndarray) -> RayBatch:
+    def jittered_rays(self, cam: np.ndarray, pix: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        """Rays through uniformly random points of the given pixels (not their centres) -> origins, dirs [B, 3].
+        cam: [B] camera index, pix: [B] flat pixel index."""
+        xy = torch.from_numpy(np.stack([pix % self.w, pix // self.w], 1) + rng.random((len(pix), 2)))
+        origins, dirs = torch.empty(len(pix), 3), torch.empty(len(pix), 3)
+        for k in np.unique(cam):
+            sel = torch.from_numpy(cam == k)
+            rays = pose_rays(self.c2w[k], self.h, self.w, self.focal, self.normalization, xy[sel])
+            origins[sel], dirs[sel] = rays.origins, rays.dirs
+        return origins, dirs
+
+    def gather(self, ray_idx: np.ndarray, rng: np.random.Generator | None = None, blur: float = 0.0,
+               jitter: bool = False) -> RayBatch:
         """Train rays [B] with colours rgb [B, T, 3] float, std [B], near bounds [B] and, with dense depth,
-        its targets [B]."""
+        its targets [B]. With ``rng``: ``blur`` > 0 adds the static branch's target rgb_static [B, 3], the
+        frame mean of one tap of a Gaussian of that many pixels (:mod:`dataLoader.target_blur`); ``jitter``
+        passes each ray through a random point of its pixel instead of its centre."""
         ray_idx = np.asarray(ray_idx)
         cam, pix = self.pixel_of(ray_idx)
-        frames = self.cache.frames.reshape(len(self.cam_names), self.h * self.w, self.n_frames, 3)
-        order = np.lexsort((pix, cam))
-        rgb = np.empty((len(ray_idx), self.n_frames, 3), dtype=np.uint8)
-        rgb[order] = frames[cam[order], pix[order]]
-        std = self.cache.std.reshape(len(self.cam_names), -1)[cam, pix]
         idx = torch.from_numpy(ray_idx)
-        batch = RayBatch(self.train_origins[idx], self.train_dirs[idx],
-                         rgb=torch.from_numpy(rgb).float().div_(255), std=torch.from_numpy(std),
+        if jitter:
+            origins, dirs = self.jittered_rays(cam, pix, rng)
+        else:
+            origins, dirs = self.train_origins[idx], self.train_dirs[idx]
+        std = self.cache.std.reshape(len(self.cam_names), -1)[cam, pix]
+        batch = RayBatch(origins, dirs, rgb=self._colours(cam, pix), std=torch.from_numpy(std),
                          near=self.train_near[idx])
+        if blur > 0:
+            batch.rgb_static = self._colours(cam, blurred_pixels(pix, (self.h, self.w), blur, rng)).mean(1)
         if self.dense_depth is not None:
             batch.depth, batch.depth_sigma, batch.depth_weight = self.dense_depth.gather(idx)
         return batch
+
+    def _colours(self, cam: np.ndarray, pix: np.ndarray) -> torch.Tensor:
+        """Camera and flat pixel indices [B] -> float colours [B, T, 3] in [0, 1] (reads in storage order)."""
+        frames = self.cache.frames.reshape(len(self.cam_names), self.h * self.w, self.n_frames, 3)
+        order = np.lexsort((pix, cam))
+        rgb = np.empty((len(cam), self.n_frames, 3), dtype=np.uint8)
+        rgb[order] = frames[cam[order], pix[order]]
+        return torch.from_numpy(rgb).float().div_(255)
 
     def frames_of(self, k: int) -> np.ndarray:
         """uint8 [T, H, W, 3] frames of camera k."""

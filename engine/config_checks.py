@@ -15,7 +15,8 @@ CONFIG_FLAGS = ("--config", "--base_config", "--depth_config")
 POSITIVE_INTS = ("n_iters", "batch_size", "save_every", "progress_refresh_rate", "N_voxel_init", "N_voxel_final",
                  "nSamples")
 NON_NEGATIVE = ("n_variation_iters", "n_test_images", "lr_init", "lr_basis", "lr_dynamic_init", "lr_dynamic_basis",
-                "depth_lambda", "TV_weight_density", "TV_weight_app", "variation_weight", "step_ratio")
+                "depth_lambda", "TV_weight_density", "TV_weight_app", "variation_weight", "step_ratio", "target_blur",
+                "target_blur_until")
 
 
 def _config_paths(argv: list[str]) -> list[str]:

@@ -170,6 +170,15 @@ def _optim(p):
                         f"{AUTO_OPACITY} for forward-facing (NDC) scenes, 0 for bounded ones (BENCHMARKS.md)")
     g.add_argument("--opacity_start", type=float, default=0.0,
                    help="fraction of n_iters after which the opacity prior applies (0 = from the start)")
+    g.add_argument("--pixel_jitter", type=int, default=0,
+                   help="1: each training ray passes through a random point of its pixel (anti-aliasing: the "
+                        "colour is the pixel's average); 0: through its centre")
+    g.add_argument("--target_blur", type=float, default=3.0,
+                   help="coarse-to-fine static targets: the static branch's colour comes from a neighbour "
+                        "drawn from a Gaussian of this many pixels, narrowing linearly to 0 at "
+                        "target_blur_until * n_iters; 0 = off (BENCHMARKS.md, coarse-to-fine targets)")
+    g.add_argument("--target_blur_until", type=float, default=0.5,
+                   help="fraction of n_iters at which the target blur reaches 0")
     g.add_argument("--white_bg_fraction", type=float, default=0.0,
                    help="fraction of steps whose static colour loss composites on white (MixVoxels: 0.5)")
     g.add_argument("--tv_scale", type=float, default=1e-2,

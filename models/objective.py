@@ -74,7 +74,7 @@ def loss_terms(model, batch: RayBatch, out: RenderOutput, label: torch.Tensor, w
                scale: StepScales) -> dict[str, torch.Tensor]:
     """Named loss terms of a colour batch. label: [N] bool dynamic rays (temporal std above threshold)."""
     terms = {
-        "static_rgb": losses.mse(static_rgb_for_loss(out, scale).float(), batch.rgb.mean(1)),
+        "static_rgb": losses.mse(static_rgb_for_loss(out, scale).float(), static_target(batch)),
         "tv_static": scale.tv * (w.tv_density * model.density.tv_loss() + w.tv_app * model.appearance.tv_loss()),
     }
     if not model.cfg.static_only:
@@ -105,6 +105,11 @@ def regularizer_terms(out: RenderOutput, w: ObjectiveWeights, scale: StepScales,
     if w.opacity > 0 and scale.opacity:
         terms["opacity"] = w.opacity * opacity_loss(out.acc)
     return terms
+
+
+def static_target(batch: RayBatch) -> torch.Tensor:
+    """The static branch's colour target [N, 3]: the batch's own (blurred targets) or its frame mean."""
+    return batch.rgb_static if batch.rgb_static is not None else batch.rgb.mean(1)
 
 
 def static_rgb_for_loss(out: RenderOutput, scale: StepScales) -> torch.Tensor:

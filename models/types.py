@@ -35,6 +35,7 @@ class RayBatch:
     depth: [N] target ray parameter; depth_weight: [N] (0 = no depth).
     depth_sigma: [N] target std-dev in ray-parameter units (for ``ds_kl``).
     near: [N] ray parameter of the ray's camera near bound (``poses_bounds.npy``): the scene lies beyond it.
+    rgb_static: [N, 3] the static branch's colour target when it is not ``rgb.mean(1)`` (blurred targets).
     """
 
     origins: torch.Tensor
@@ -45,6 +46,7 @@ class RayBatch:
     depth_weight: torch.Tensor | None = None
     depth_sigma: torch.Tensor | None = None
     near: torch.Tensor | None = None
+    rgb_static: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]

@@ -193,3 +193,75 @@ def test_trainer_applies_opacity_prior_and_white_background(make_cfg):
     expected = losses.mse(out.static_rgb + (1 - out.acc)[:, None], batch.rgb.mean(1))
     assert torch.allclose(terms["static_rgb"], expected)
     assert torch.allclose(terms["opacity"], 0.5 * (1 - out.acc).pow(2).mean())
+
+
+def test_gaussian_taps_and_random_blur_taps_by_hand():
+    from dataLoader.target_blur import blurred_pixels, gaussian_taps
+
+    offsets, weights = gaussian_taps(0.0)
+    assert offsets.tolist() == [[0, 0]] and weights.tolist() == [1.0]
+    offsets, weights = gaussian_taps(0.5)  # radius 1: 3x3 taps, centre e^0, edges e^-2, corners e^-4
+    e2, e4 = math.exp(-2), math.exp(-4)
+    z = 1 + 4 * e2 + 4 * e4
+    assert offsets.shape == (9, 2) and math.isclose(float(weights.sum()), 1.0, rel_tol=1e-9)
+    assert math.isclose(float(weights[4]), 1 / z, rel_tol=1e-9) and math.isclose(float(weights[0]), e4 / z)
+    # pixel (1, 1) of a 4x4 image (flat 5): each draw is a neighbour; frequencies follow the weights
+    drawn = blurred_pixels(np.full(40000, 5), (4, 4), 0.5, np.random.default_rng(0))
+    assert set(np.unique(drawn).tolist()) == {0, 1, 2, 4, 5, 6, 8, 9, 10}
+    assert abs(float((drawn == 5).mean()) - 1 / z) < 0.01  # binomial std-dev of the mean: 0.002
+    assert abs(float((drawn == 6).mean()) - e2 / z) < 0.01
+    # replicate padding: taps around the corner pixel 0 stay inside the image, on row 0 / column 0 when clipped
+    corner = blurred_pixels(np.zeros(1000, dtype=np.int64), (4, 4), 1.5, np.random.default_rng(1))
+    assert corner.min() >= 0 and corner.max() <= 15 and (corner == 0).mean() > 0.1
+
+
+def test_target_blur_schedule_and_trainer_wiring(make_cfg):
+    from engine.train.schedule import blur_sigma
+    from engine.train.trainer import Trainer
+
+    assert [blur_sigma(s, 100, 2.0, 0.5) for s in (0, 25, 50, 80)] == [2.0, 1.0, 0.0, 0.0]
+    assert blur_sigma(0, 100, 0.0, 0.5) == 0.0
+    trainer = Trainer(make_cfg("target_blur", n_iters=2, upsamp_list=(100,), alpha_mask_list=(100,),
+                               extra=["--target_blur", "1.0"]))
+    assert trainer.train.target_blur == 1.0 and trainer.train.target_blur_until == 0.5
+    idx = np.arange(0, trainer.data.n_train_rays, 5)
+    sharp, blurred = trainer.data.gather(idx), trainer.data.gather(idx, np.random.default_rng(0), blur=1.0)
+    assert sharp.rgb_static is None and blurred.rgb_static.shape == (len(idx), 3)
+    assert not torch.allclose(blurred.rgb_static, sharp.rgb.mean(1))
+    for key in ("rgb", "std", "origins"):  # the dynamic targets and the rays stay as they were
+        torch.testing.assert_close(getattr(blurred, key), getattr(sharp, key))
+    from models import losses
+
+    label = blurred.std > trainer.cfg.temporal_variance_threshold
+    with torch.no_grad():  # the static colour loss compares with the blurred target
+        out = trainer.model(blurred, jitter=False)
+        terms = trainer.model.loss_terms(blurred, out, label, trainer.weights, trainer.step_scales())
+    torch.testing.assert_close(terms["static_rgb"], losses.mse(out.static_rgb, blurred.rgb_static))
+    trainer.fit()
+    assert trainer.step == 2
+
+
+
+def test_pixel_jitter_rays(make_cfg):
+    """Jittered rays pass through the given point of their pixel: at offset 0.5 they are the centre rays,
+    and the trainer's option turns them on."""
+    from engine.train.trainer import Trainer
+
+    class Half:
+        def random(self, shape):
+            return np.full(shape, 0.5)
+
+    trainer = Trainer(make_cfg("pixel_jitter", n_iters=2, upsamp_list=(100,), alpha_mask_list=(100,),
+                               extra=["--pixel_jitter", "1"]))
+    data = trainer.data
+    idx = np.arange(0, data.n_train_rays, 3)
+    centre = data.gather(idx, jitter=True, rng=Half())
+    torch.testing.assert_close(centre.origins, data.train_origins[idx])
+    torch.testing.assert_close(centre.directions, data.train_dirs[idx])
+    moved = data.gather(idx, jitter=True, rng=np.random.default_rng(0))
+    shift = (moved.origins - centre.origins)[:, :2].abs()  # NDC: a pixel is about 2 / W wide on the near plane
+    assert float(shift.max()) > 0.1 / data.w and float(shift.max()) < 1.5 / min(data.h, data.w)
+    torch.testing.assert_close(moved.rgb, centre.rgb)  # the same pixels' colours
+    assert trainer.train.pixel_jitter
+    trainer.fit()
+    assert trainer.step == 2

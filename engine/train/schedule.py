@@ -71,3 +71,11 @@ def tv_scale(step: int, n_iters: int, kind: str, target_ratio: float, scale: flo
 def depth_weight(step: int, n_iters: int, weight: float, decay: float) -> float:
     """Depth-loss weight: ``weight`` decayed exponentially to ``weight * decay`` at the last iteration."""
     return weight * decay ** (step / max(n_iters, 1))
+
+
+def blur_sigma(step: int, n_iters: int, sigma0: float, until: float) -> float:
+    """Colour-target blur (pixels) at ``step``: ``sigma0`` falling linearly to 0 at ``until`` * n_iters."""
+    end = until * n_iters
+    if sigma0 <= 0 or step >= end:
+        return 0.0
+    return sigma0 * (1 - step / end)

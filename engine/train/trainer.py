@@ -19,6 +19,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -33,7 +34,14 @@ from engine.precision import device_name, resolve_precision
 from engine.run_dir import lock_run_dir, run_dir_for
 from engine.startup import startup_line
 from engine.train import setup
-from engine.train.schedule import depth_weight, lr_factor, n_to_reso, tv_scale, upsample_reset_factor
+from engine.train.schedule import (
+    blur_sigma,
+    depth_weight,
+    lr_factor,
+    n_to_reso,
+    tv_scale,
+    upsample_reset_factor,
+)
 from engine.train.signals import StopRequest, TrainingInterrupted, check_finite_loss
 from models import losses
 from models.objective import StepScales
@@ -216,7 +224,9 @@ class Trainer:
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration -> (loss, batch PSNR) as 0-d device tensors; nothing here waits for the device."""
         self._set_lr()
-        batch = self.data.gather(self.sampler.next())  # colours (+ dense depth targets)
+        blur = blur_sigma(self.step, self.train.n_iters, self.train.target_blur, self.train.target_blur_until)
+        rng = np.random.default_rng([self.run.seed, self.step])  # a function of the step: resumes repeat it
+        batch = self.data.gather(self.sampler.next(), rng, blur, self.train.pixel_jitter)  # (+ dense depth)
         if self.device.type == "cuda":  # pinned host memory: the copy below runs asynchronously
             batch = batch.pin_memory()
         batch = batch.to(self.device)
