@@ -179,6 +179,9 @@ def _optim(p):
                         "target_blur_until * n_iters; 0 = off (BENCHMARKS.md, coarse-to-fine targets)")
     g.add_argument("--target_blur_until", type=float, default=0.5,
                    help="fraction of n_iters at which the target blur reaches 0")
+    g.add_argument("--dead_frame_check", type=int, default=100,
+                   help="every N iterations, a frame whose dynamic density went <= 0 everywhere (relu: it gets "
+                        "no gradient again, its movers vanish) restarts from its nearest live frame; 0 = never")
     g.add_argument("--white_bg_fraction", type=float, default=0.0,
                    help="fraction of steps whose static colour loss composites on white (MixVoxels: 0.5)")
     g.add_argument("--tv_scale", type=float, default=1e-2,

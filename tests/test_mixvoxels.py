@@ -246,3 +246,23 @@ def test_view_dependent_key_controls_the_colour_heads_direction_input(view_depen
             torch.testing.assert_close(viewdir.norm(dim=-1), torch.ones(len(viewdir)))
         else:
             assert torch.all(viewdir == 0)
+
+
+def test_a_dead_dynamic_frame_is_found_and_restarted_from_its_nearest_live_frame():
+    from models.dead_frames import dead_frames, probe_points, revive
+
+    model = tiny_model()
+    points = probe_points(model.aabb, n=8)
+    assert points.shape == (512, 3) and dead_frames(model, points) == []
+    dens, col = model.dyn_density_head.net[-1], model.dyn_color_head.net[-1]
+    opt = torch.optim.Adam([dens.weight, dens.bias, col.weight, col.bias], lr=1e-3)
+    for p in opt.param_groups[0]["params"]:  # moments as after some steps
+        opt.state[p] = {"step": torch.tensor(5.0), "exp_avg": torch.ones_like(p), "exp_avg_sq": torch.ones_like(p)}
+    with torch.no_grad():
+        dens.bias[2] = -1e3  # frame 2 (of 3): negative at every point
+    assert dead_frames(model, points) == [2]
+    assert revive(model, opt, [2]) == [(2, 1)]
+    assert torch.equal(dens.weight[2], dens.weight[1]) and dens.bias[2] == dens.bias[1]
+    assert torch.equal(col.weight[6:9], col.weight[3:6]) and torch.equal(col.bias[6:9], col.bias[3:6])
+    assert not opt.state[dens.bias]["exp_avg"][2].any() and opt.state[dens.bias]["exp_avg"][1].any()
+    assert not opt.state[col.weight]["exp_avg_sq"][6:9].any() and dead_frames(model, points) == []

@@ -3,6 +3,7 @@ and the multi-view depth-consistency filter."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from dataLoader.poses import look_at
@@ -265,3 +266,18 @@ def test_pixel_jitter_rays(make_cfg):
     assert trainer.train.pixel_jitter
     trainer.fit()
     assert trainer.step == 2
+
+
+@pytest.mark.parametrize("check", [0, 2])
+def test_trainer_restarts_a_dead_frame_at_its_check_steps_only_when_asked(make_cfg, check):
+    from engine.train.trainer import Trainer
+
+    trainer = Trainer(make_cfg(f"dead_frame_{check}", n_iters=4, upsamp_list=(100,), alpha_mask_list=(100,),
+                               extra=["--dead_frame_check", str(check)]))
+    bias = trainer.model.dyn_density_head.net[-1].bias
+    with torch.no_grad():
+        bias[1] = -1e4  # frame 1: no positive raw density anywhere
+    for step, revived in ((1, False), (2, check > 0)):
+        trainer.step = step
+        trainer.after_step()
+        assert (bias[1] > -1e4).item() == revived

@@ -44,6 +44,7 @@ from engine.train.schedule import (
 )
 from engine.train.signals import StopRequest, TrainingInterrupted, check_finite_loss
 from models import losses
+from models.dead_frames import dead_frames, probe_points, revive
 from models.objective import StepScales
 from models.regularizers import background_step
 from models.visibility import seen_grid
@@ -284,7 +285,18 @@ class Trainer:
             self.warmup_variation(n_iters=self.train.variation_refit_iters)
         if changed:
             self.rebuild_optimizer()
+        check = self.train.dead_frame_check
+        if check > 0 and self.step % check == 0 and not self.model.cfg.static_only:
+            self.revive_dead_frames()
             log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
+
+    def revive_dead_frames(self) -> list[tuple[int, int]]:
+        """Restart frames whose dynamic density is dead (:mod:`models.dead_frames`) -> [(frame, source)]."""
+        pairs = revive(self.model, self.optimizer, dead_frames(self.model, probe_points(self.model.aabb)))
+        if pairs:
+            log.warning("iteration %d: dynamic density of frame(s) %s was <= 0 everywhere; restarted from frame(s) %s",
+                     self.step, [t for t, _ in pairs], [s for _, s in pairs])
+        return pairs
 
     def warmup_variation(self, n_iters: int | None = None, stop: StopRequest | None = None) -> None:
         """(Re)fit the variation field against the std label (cheap: no colour heads); n_iters defaults
