@@ -38,14 +38,15 @@ def revive(model, optimizer: torch.optim.Optimizer | None, frames: list[int]) ->
     """Copy each dead frame's rows of the last density / colour layers from its nearest live frame and clear
     their Adam moments. -> [(dead frame, source frame)]."""
     n = model.cfg.n_frames
-    dens, col = model.dyn_density_head.net[-1], model.dyn_color_head.net[-1]
     pairs = [(t, nearest_alive(t, set(frames), n)) for t in frames]
     for t, s in pairs:
-        for layer, rows_t, rows_s in ((dens, [t], [s]), (col, range(3 * t, 3 * t + 3), range(3 * s, 3 * s + 3))):
+        # density row t; colour rows 3t..3t+2 (TimeColorHead's [T, 3] view)
+        for layer, k in ((model.dyn_density_head.net[-1], 1), (model.dyn_color_head.net[-1], 3)):
+            dst, src = list(range(k * t, k * t + k)), list(range(k * s, k * s + k))
             for p in (layer.weight, layer.bias):
-                p[list(rows_t)] = p[list(rows_s)]
+                p[dst] = p[src]
                 state = optimizer.state.get(p, {}) if optimizer is not None else {}
                 for key in ("exp_avg", "exp_avg_sq"):
                     if key in state:
-                        state[key][list(rows_t)] = 0
+                        state[key][dst] = 0
     return pairs

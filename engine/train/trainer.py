@@ -285,17 +285,17 @@ class Trainer:
             self.warmup_variation(n_iters=self.train.variation_refit_iters)
         if changed:
             self.rebuild_optimizer()
+            log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
         check = self.train.dead_frame_check
         if check > 0 and self.step % check == 0 and not self.model.cfg.static_only:
             self.revive_dead_frames()
-            log.debug("grid %s, %d samples/ray", self.model.resolution, self.model.n_samples)
 
     def revive_dead_frames(self) -> list[tuple[int, int]]:
         """Restart frames whose dynamic density is dead (:mod:`models.dead_frames`) -> [(frame, source)]."""
         pairs = revive(self.model, self.optimizer, dead_frames(self.model, probe_points(self.model.aabb)))
         if pairs:
-            log.warning("iteration %d: dynamic density of frame(s) %s was <= 0 everywhere; restarted from frame(s) %s",
-                     self.step, [t for t, _ in pairs], [s for _, s in pairs])
+            log.warning("iteration %d: dynamic density of frame(s) %s was <= 0 everywhere; restarted from "
+                        "frame(s) %s", self.step, [t for t, _ in pairs], [s for _, s in pairs])
         return pairs
 
     def warmup_variation(self, n_iters: int | None = None, stop: StopRequest | None = None) -> None:
