@@ -35,3 +35,10 @@ def test_oracle_warp_shifts_by_the_disparity_and_drops_occluded_and_outside_pixe
     assert (visible == expect_visible[None]).all()
     np.testing.assert_allclose(colour[:, expect_visible, 0], np.broadcast_to(cols[expect_visible] - 2.0,
                                                                              (h, expect_visible.sum())), atol=1e-5)
+
+
+def test_oracle_scores_on_the_tiny_scene(scene_copy):
+    from bench.oracle_ibr import oracle_scores
+
+    s = oracle_scores(scene_copy, "configs/demo.txt")
+    assert s["coverage"] > 0.5 and s["psnr_seen"] > 20 and s["psnr_static"] > 20, s
