@@ -23,6 +23,7 @@ from bench.quality import BY_NAME, FAMILY, ROOT, ensure_scene
 from core.errors import UserError
 from dataLoader.dataset import VideoDataset
 from engine import options
+from engine.cli import run_main
 from engine.depth_consistency import lift, project
 from engine.evaluation.evaluate import load_gt_depth
 from engine.option_groups import data_options
@@ -90,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a user error (e.g. a scene without gt_depth) ends in one line

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-MAX_RADIUS = 3  # taps up to 3 pixels away: sigma above 1.5 px is truncated at 2 sigma
+MAX_RADIUS = 3  # taps at most 3 pixels away: radius 2 sigma up to sigma 1.5, then cut at 3 px (1 sigma at 3)
 
 
 def gaussian_taps(sigma: float) -> tuple[np.ndarray, np.ndarray]:

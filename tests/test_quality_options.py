@@ -242,7 +242,6 @@ def test_target_blur_schedule_and_trainer_wiring(make_cfg):
     assert trainer.step == 2
 
 
-
 def test_pixel_jitter_rays(make_cfg):
     """Jittered rays pass through the given point of their pixel: at offset 0.5 they are the centre rays,
     and the trainer's option turns them on."""
@@ -268,12 +267,12 @@ def test_pixel_jitter_rays(make_cfg):
     assert trainer.step == 2
 
 
-@pytest.mark.parametrize("check", [0, 2])
-def test_trainer_restarts_a_dead_frame_at_its_check_steps_only_when_asked(make_cfg, check):
+@pytest.mark.parametrize("check, amp", [(0, 0), (2, 0), (2, 1)])
+def test_trainer_restarts_a_dead_frame_at_its_check_steps_only_when_asked(make_cfg, check, amp):
     from engine.train.trainer import Trainer
 
-    trainer = Trainer(make_cfg(f"dead_frame_{check}", n_iters=4, upsamp_list=(100,), alpha_mask_list=(100,),
-                               extra=["--dead_frame_check", str(check)]))
+    trainer = Trainer(make_cfg(f"dead_frame_{check}_{amp}", n_iters=4, upsamp_list=(100,), alpha_mask_list=(100,),
+                               extra=["--dead_frame_check", str(check), "--amp", str(amp)]))
     bias = trainer.model.dyn_density_head.net[-1].bias
     with torch.no_grad():
         bias[1] = -1e4  # frame 1: no positive raw density anywhere
@@ -281,3 +280,7 @@ def test_trainer_restarts_a_dead_frame_at_its_check_steps_only_when_asked(make_c
         trainer.step = step
         trainer.after_step()
         assert (bias[1] > -1e4).item() == revived
+    if amp:  # CPU bfloat16 autocast: the restarted model trains on, finite
+        assert trainer.precision.dtype == torch.bfloat16
+        loss, _ = trainer.train_step()
+        assert torch.isfinite(loss)
