@@ -207,11 +207,12 @@ class VideoDataset:
         return origins, dirs
 
     def gather(self, ray_idx: np.ndarray, rng: np.random.Generator | None = None, blur: float = 0.0,
-               jitter: bool = False) -> RayBatch:
+               jitter: bool = False, static_target: str = "mean") -> RayBatch:
         """Train rays [B] with colours rgb [B, T, 3] float, std [B], near bounds [B] and, with dense depth,
         its targets [B]. With ``rng``: ``blur`` > 0 adds the static branch's target rgb_static [B, 3], the
-        frame mean of one tap of a Gaussian of that many pixels (:mod:`dataLoader.target_blur`); ``jitter``
-        passes each ray through a random point of its pixel instead of its centre."""
+        frame mean (or median, ``static_target``) of one tap of a Gaussian of that many pixels
+        (:mod:`dataLoader.target_blur`); ``jitter`` passes each ray through a random point of its pixel instead
+        of its centre. ``static_target = "median"`` always sets rgb_static (without blur: the ray's own pixel)."""
         ray_idx = np.asarray(ray_idx)
         cam, pix = self.pixel_of(ray_idx)
         idx = torch.from_numpy(ray_idx)
@@ -223,7 +224,10 @@ class VideoDataset:
         batch = RayBatch(origins, dirs, rgb=self._colours(cam, pix), std=torch.from_numpy(std),
                          near=self.train_near[idx])
         if blur > 0:
-            batch.rgb_static = self._colours(cam, blurred_pixels(pix, (self.h, self.w), blur, rng)).mean(1)
+            batch.rgb_static = self._static_colours(cam, blurred_pixels(pix, (self.h, self.w), blur, rng),
+                                                    static_target)
+        elif static_target == "median":
+            batch.rgb_static = self._static_colours(cam, pix, static_target)
         if self.dense_depth is not None:
             batch.depth, batch.depth_sigma, batch.depth_weight = self.dense_depth.gather(idx)
         return batch
@@ -235,6 +239,14 @@ class VideoDataset:
         rgb = np.empty((len(cam), self.n_frames, 3), dtype=np.uint8)
         rgb[order] = frames[cam[order], pix[order]]
         return torch.from_numpy(rgb).float().div_(255)
+
+    def _static_colours(self, cam: np.ndarray, pix: np.ndarray, static_target: str) -> torch.Tensor:
+        """Camera and flat pixel indices [B] -> the static branch's colour targets [B, 3] float: the pixels'
+        mean over frames, or their cached temporal median."""
+        if static_target == "median":
+            median = self.cache.median.reshape(len(self.cam_names), self.h * self.w, 3)[cam, pix]
+            return torch.from_numpy(median).float().div_(255)
+        return self._colours(cam, pix).mean(1)
 
     def frames_of(self, k: int) -> np.ndarray:
         """uint8 [T, H, W, 3] frames of camera k."""

@@ -3,14 +3,16 @@
 Contents of a cache directory:
   frames.npy   uint8 [K, H, W, T, 3]  resized frames, pixel-major so a ray's T colours are contiguous
   std.npy      float32 [K, H, W]      blurred per-pixel temporal std (mean over channels), in [0, 1] units
+  median.npy   uint8 [K, H, W, 3]     per-pixel temporal median (the lower one for an even frame count)
   meta.json    camera names, sizes, frame range, the key's inputs
 
 The key hashes every parameter that shaped the data (downsample, frame range, blur, the
 source files' names, sizes and mtimes). A cache is built camera by camera into a temp
 directory ``cache/.tmp-<key>`` and renamed into place when complete, so a partial cache is
 never trusted. Inside the temp dir, ``done/<k>`` marks camera k as flushed to disk (with its
-``std_<k>.npy``): an interrupted build continues from the finished cameras instead of
-starting over. ``cache/.lock-<key>`` serialises builds of the same key across processes.
+``std_<k>.npy`` and ``median_<k>.npy``): an interrupted build continues from the finished cameras
+instead of starting over. ``cache/.lock-<key>`` serialises builds of the same key across processes.
+Caches of an older ``CACHE_VERSION`` (their key differs) are removed when a new one is built.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ except ImportError:  # Windows: no cross-process lock
     fcntl = None
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: median.npy
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,16 @@ def _open_partial_build(tmp: Path, plan: dict, shape: tuple[int, ...]) -> tuple[
     return frames, set()
 
 
+def temporal_median(cam: np.ndarray, rows: int = 64) -> np.ndarray:
+    """One camera's frames uint8 [H, W, T, 3] -> uint8 [H, W, 3]: each pixel's median over time (the lower
+    of the two middle values for even T), a few rows at a time (no float copy of the video)."""
+    mid = (cam.shape[2] - 1) // 2
+    out = np.empty((cam.shape[0], cam.shape[1], cam.shape[3]), dtype=np.uint8)
+    for r in range(0, cam.shape[0], rows):
+        out[r:r + rows] = np.partition(cam[r:r + rows], mid, axis=2)[:, :, mid]
+    return out
+
+
 def _check_free_space(folder: Path, nbytes: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < nbytes * 1.01 + 2 ** 20:
@@ -201,7 +213,8 @@ def _reserve(path: Path) -> None:
 
 def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, source_hw, blur_kernel: int,
                   bar) -> None:
-    """Decode one camera into ``frames[ci]`` (every frame must be source_hw), save its std map, mark it finished."""
+    """Decode one camera into ``frames[ci]`` (every frame must be source_hw), save its std and median maps,
+    mark it finished."""
     cam = np.empty((*hw, len(cam_files), 3), dtype=np.uint8)
     moments = TemporalMoments(hw)
     for ti, path in enumerate(cam_files):
@@ -212,6 +225,7 @@ def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, source_h
     frames[ci] = cam
     frames.flush()  # msync: the camera's pixels are on disk before its marker
     save_npy(tmp / f"std_{ci:04d}.npy", moments.std(blur_kernel))
+    save_npy(tmp / f"median_{ci:04d}.npy", temporal_median(cam))
     write_text(tmp / "done" / str(ci), "")
 
 
@@ -241,8 +255,10 @@ def _cache_intact(final: Path, shape: tuple[int, ...]) -> bool:
     try:
         frames = np.load(final / "frames.npy", mmap_mode="r")
         std = np.load(final / "std.npy", mmap_mode="r")
+        median = np.load(final / "median.npy", mmap_mode="r")
         json.loads((final / "meta.json").read_text())
-        if frames.shape == shape and frames.dtype == np.uint8 and std.shape == shape[:3]:
+        if frames.shape == shape and frames.dtype == np.uint8 and std.shape == shape[:3] and \
+                median.shape == (*shape[:3], 3):
             return True
     except (OSError, ValueError, EOFError):
         pass
@@ -274,6 +290,7 @@ def _build(datadir: Path, src: FrameSource, downsample: float, blur_kernel: int,
         del frames
         std = np.stack([np.load(tmp / f"std_{ci:04d}.npy") for ci in range(k)])
         save_npy(tmp / "std.npy", std)
+        save_npy(tmp / "median.npy", np.stack([np.load(tmp / f"median_{ci:04d}.npy") for ci in range(k)]))
         meta = {"version": CACHE_VERSION, "cam_names": list(src.cam_names), "hw": list(hw),
                 "source_hw": list(src.hw), "n_frames": t, "downsample": downsample, "blur_kernel": blur_kernel}
         write_text(tmp / "meta.json", json.dumps(meta, indent=1))
@@ -282,15 +299,30 @@ def _build(datadir: Path, src: FrameSource, downsample: float, blur_kernel: int,
         tmp.rename(final)
     (root / f".lock-{key}").unlink(missing_ok=True)
     log.info("frame cache written to %s", final)
+    _remove_old_versions(root)
     return final
+
+
+def _remove_old_versions(root: Path) -> None:
+    """Delete the complete caches under ``root`` written by an older CACHE_VERSION (no key reaches them)."""
+    for meta in root.glob("[!.]*/meta.json"):
+        try:
+            old = json.loads(meta.read_text()).get("version") != CACHE_VERSION
+        except (OSError, ValueError):
+            continue
+        if old:
+            log.info("removing %s: a frame cache of an older format", meta.parent)
+            shutil.rmtree(meta.parent, ignore_errors=True)
 
 
 @dataclass
 class FrameCache:
-    """Loaded cache. frames: uint8 [K, H, W, T, 3] (memory-mapped); std: float32 [K, H, W]."""
+    """Loaded cache. frames: uint8 [K, H, W, T, 3] (memory-mapped); std: float32 [K, H, W]; median: uint8
+    [K, H, W, 3]."""
 
     frames: np.ndarray
     std: np.ndarray
+    median: np.ndarray
     meta: dict
 
     @staticmethod
@@ -298,4 +330,5 @@ class FrameCache:
         frames = np.load(path / "frames.npy", mmap_mode="r")
         if frames.nbytes <= in_memory_limit:
             frames = np.ascontiguousarray(frames)
-        return FrameCache(frames, np.load(path / "std.npy"), json.loads((path / "meta.json").read_text()))
+        return FrameCache(frames, np.load(path / "std.npy"), np.load(path / "median.npy"),
+                          json.loads((path / "meta.json").read_text()))

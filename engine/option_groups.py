@@ -60,6 +60,7 @@ class TrainOptions:
     target_blur: float = 3.0  # coarse-to-fine static targets: initial Gaussian tap width in pixels (0 = off)
     target_blur_until: float = 0.5  # fraction of n_iters at which the blur reaches 0
     pixel_jitter: bool = False  # training rays through random points of their pixels
+    static_target: str = "median"  # the static branch's colour target: median or mean of the ray's frames
     dead_frame_check: int = 100  # every this many iterations restart dead dynamic frames (models.dead_frames)
 
     @property
@@ -133,7 +134,8 @@ def groups(cfg: argparse.Namespace) -> Options:
                          cfg.temporal_variance_threshold, cfg.n_variation_iters, cfg.depth_lambda,
                          cfg.depth_lambda_decay, cfg.depth_batch_fraction, cfg.train_dynamic_rays, cfg.tv_scale,
                          bool(cfg.lr_upsample_reset), cfg.variation_refit_iters, cfg.target_blur,
-                         cfg.target_blur_until, bool(cfg.pixel_jitter), cfg.dead_frame_check)
+                         cfg.target_blur_until, bool(cfg.pixel_jitter), cfg.static_target,
+                         cfg.dead_frame_check)
     objective = ObjectiveWeights(cfg.TV_weight_density, cfg.TV_weight_app, cfg.TV_dynamic_factor,
                                  cfg.variation_weight, cfg.depth_loss, cfg.distortion_weight, cfg.near_weight,
                                  cfg.near_t, cfg.opacity_entropy_weight, cfg.opacity_weight, cfg.white_bg_fraction,

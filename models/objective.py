@@ -1,6 +1,6 @@
 """The MixVoxels training objective: named loss terms of one rendered batch (SPEC §4, §5).
 
-Terms: static colour (every ray, against the frame mean), TV of the static planes, dynamic colour
+Terms: static colour (every ray, against its temporal median or mean), TV of the static planes, dynamic colour
 (rays the dynamic branch rendered), TV of the dynamic planes, the variation-field BCE against the
 temporal-std label, and the depth term of the static branch (dense targets of the colour batch on
 static rays, or a separately rendered batch of keypoint rays). The per-step scales (TV decay,
@@ -108,7 +108,8 @@ def regularizer_terms(out: RenderOutput, w: ObjectiveWeights, scale: StepScales,
 
 
 def static_target(batch: RayBatch) -> torch.Tensor:
-    """The static branch's colour target [N, 3]: the batch's own (blurred targets) or its frame mean."""
+    """The static branch's colour target [N, 3]: the batch's own (median or blurred targets, set by
+    :meth:`dataLoader.dataset.VideoDataset.gather`) or else the frame mean."""
     return batch.rgb_static if batch.rgb_static is not None else batch.rgb.mean(1)
 
 

@@ -35,7 +35,8 @@ class RayBatch:
     depth: [N] target ray parameter; depth_weight: [N] (0 = no depth).
     depth_sigma: [N] target std-dev in ray-parameter units (for ``ds_kl``).
     near: [N] ray parameter of the ray's camera near bound (``poses_bounds.npy``): the scene lies beyond it.
-    rgb_static: [N, 3] the static branch's colour target when it is not ``rgb.mean(1)`` (blurred targets).
+    rgb_static: [N, 3] the static branch's colour target when it is not ``rgb.mean(1)`` (median or blurred
+        targets).
     """
 
     origins: torch.Tensor

@@ -14,7 +14,7 @@ import torch
 from core.errors import UserError
 from dataLoader.dataset import DataOptions, VideoDataset
 from dataLoader.depth_space import ray_param_to_camera_z
-from dataLoader.frame_cache import build_cache, cache_key, scan_frames
+from dataLoader.frame_cache import build_cache, cache_key, scan_frames, temporal_median
 from dataLoader.rays import pose_rays
 from dataLoader.samplers import EpochSampler
 from dataLoader.scene_layout import SceneDir
@@ -55,6 +55,28 @@ def test_caches_of_different_settings_live_side_by_side(scene_copy):
     stamp = meta_file.stat().st_mtime_ns
     assert build_cache(scene_copy, scan_frames(scene_copy), 1.0, 1) == paths[4, 1.0]
     assert meta_file.stat().st_mtime_ns == stamp
+
+
+def test_temporal_median_is_the_lower_middle_value():
+    cam = np.zeros((2, 1, 4, 3), dtype=np.uint8)
+    cam[0, 0, :, 0] = [9, 1, 5, 3]  # sorted 1 3 5 9: the lower middle value is 3
+    cam[1, 0, :, 2] = [200, 7, 7, 255]  # sorted 7 7 200 255 -> 7
+    want = np.zeros((2, 1, 3), dtype=np.uint8)
+    want[0, 0, 0], want[1, 0, 2] = 3, 7
+    np.testing.assert_array_equal(temporal_median(cam, rows=1), want)
+    np.testing.assert_array_equal(temporal_median(cam[:, :, :3]), [[[5, 0, 0]], [[0, 0, 7]]])  # odd T: 1 5 9, 7 7 200
+
+
+def test_cache_holds_the_median_and_replaces_older_formats(scene_copy):
+    cache = SceneDir(scene_copy).cache
+    old = cache / "0123456789abcdef"  # a complete cache of the previous format
+    old.mkdir(parents=True)
+    (old / "meta.json").write_text(json.dumps({"version": 1}))
+    path = build_cache(scene_copy, scan_frames(scene_copy), 1.0, 1)
+    frames = np.load(path / "frames.npy")
+    want = np.sort(frames, axis=3)[:, :, :, (T - 1) // 2]  # T = 4: the second of the sorted values
+    np.testing.assert_array_equal(np.load(path / "median.npy"), want)
+    assert not old.exists() and path.is_dir()
 
 
 def test_rewritten_frame_is_not_served_from_a_stale_cache(scene_copy):

@@ -7,9 +7,9 @@ iterations and a smaller grid, once without depth, once with sparse keypoint dep
 before the refactor of issue 13 (one thread; CPU float32) and re-recorded once, deliberately, when the
 per-camera near penalty became a default (``near_weight`` 2, issue 14) and when the MSE depth loss moved to
 the opacity-normalised rendered depth (``static_model`` only). The static-model run keeps the depth weight it
-was recorded with (0.1) when the overlay's default moved to 1.0, and every run keeps the opacity prior and
-the coarse-to-fine colour targets off (``--opacity_weight 0 --target_blur 0``), as recorded, now that they are
-defaults: config values, not code behaviour.
+was recorded with (0.1) when the overlay's default moved to 1.0, and every run keeps the opacity prior, the
+coarse-to-fine colour targets and the median static targets off (``--opacity_weight 0 --target_blur 0
+--static_target mean``), as recorded, now that they are defaults: config values, not code behaviour.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ DEMO_OVERRIDES = ["--device", "cpu", "--seed", "0", "--n_iters", "40", "--batch_
                   "--N_voxel_init", str(24 ** 3), "--N_voxel_final", str(40 ** 3),
                   "--upsamp_list", "10", "20", "30", "--update_AlphaMask_list", "25",
                   "--n_variation_iters", "10", "--n_test_images", "0", "--progress_refresh_rate", "5",
-                  "--opacity_weight", "0", "--target_blur", "0"]
+                  "--opacity_weight", "0", "--target_blur", "0", "--static_target", "mean"]
 
 DEPTH = {
     "none": [],

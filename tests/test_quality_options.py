@@ -242,6 +242,30 @@ def test_target_blur_schedule_and_trainer_wiring(make_cfg):
     assert trainer.step == 2
 
 
+def test_median_static_target(make_cfg):
+    """static_target median: the static branch's target is the ray's median colour over frames (the cached
+    lower median), and with blur the median of the drawn neighbour; the dynamic targets stay the frames."""
+    from dataLoader.target_blur import blurred_pixels
+    from engine.train.trainer import Trainer
+
+    trainer = Trainer(make_cfg("median_target", n_iters=2, upsamp_list=(100,), alpha_mask_list=(100,),
+                               extra=["--static_target", "median"]))
+    assert trainer.train.static_target == "median"
+    data = trainer.data
+    idx = np.arange(0, data.n_train_rays, 7)
+    batch = data.gather(idx, static_target="median")
+    torch.testing.assert_close(batch.rgb_static, batch.rgb.median(dim=1).values, rtol=0, atol=0)
+    torch.testing.assert_close(batch.rgb, data.gather(idx).rgb)
+    assert not torch.allclose(batch.rgb_static, batch.rgb.mean(1))
+    cam, pix = data.pixel_of(idx)
+    taps = blurred_pixels(pix, (data.h, data.w), 1.5, np.random.default_rng(3))
+    blurred = data.gather(idx, np.random.default_rng(3), blur=1.5, static_target="median")
+    want = data._colours(cam, taps).median(dim=1).values
+    torch.testing.assert_close(blurred.rgb_static, want, rtol=0, atol=0)
+    trainer.fit()
+    assert trainer.step == 2
+
+
 def test_pixel_jitter_rays(make_cfg):
     """Jittered rays pass through the given point of their pixel: at offset 0.5 they are the centre rays,
     and the trainer's option turns them on."""

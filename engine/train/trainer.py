@@ -225,14 +225,15 @@ class Trainer:
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration -> (loss, batch PSNR) as 0-d device tensors; nothing here waits for the device."""
         self._set_lr()
-        blur = blur_sigma(self.step, self.train.n_iters, self.train.target_blur, self.train.target_blur_until)
+        t = self.train
+        blur = blur_sigma(self.step, t.n_iters, t.target_blur, t.target_blur_until)
         rng = np.random.default_rng([self.run.seed, self.step])  # a function of the step: resumes repeat it
-        batch = self.data.gather(self.sampler.next(), rng, blur, self.train.pixel_jitter)  # (+ dense depth)
+        batch = self.data.gather(self.sampler.next(), rng, blur, t.pixel_jitter, t.static_target)  # (+ dense depth)
         if self.device.type == "cuda":  # pinned host memory: the copy below runs asynchronously
             batch = batch.pin_memory()
         batch = batch.to(self.device)
         keypoints = self.keypoints.next() if self.keypoints is not None else None  # sparse depth rays
-        label = batch.std > self.train.temporal_variance_threshold
+        label = batch.std > t.temporal_variance_threshold
         scales = self.step_scales()
         with self.precision.autocast():
             out = self.model(batch, jitter=True, **self.dynamic_rays(label))
