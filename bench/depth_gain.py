@@ -89,6 +89,15 @@ def static_depth_quality(scene: Path, depth_file: Path, seed: int) -> dict:
     return {"median_rel_err": float(np.median(rel)), "abs_rel": float(rel.mean()), "coverage": float(mask.mean())}
 
 
+def depth_ratio_halves(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict:
+    """Median rendered / true depth on the masked pixels nearer and farther than their median true depth
+    (pred, gt, mask: [T, H, W]): a surface drawn too near reads < 1 (a floater haze: both halves < 1; a
+    scene flattened toward one depth: near > 1, far < 1)."""
+    g, ratio = gt[mask], pred[mask] / np.maximum(gt[mask], 1e-9)
+    split = np.median(g)
+    return {"near": float(np.median(ratio[g <= split])), "far": float(np.median(ratio[g > split]))}
+
+
 def evaluate_test(trainer: Trainer) -> tuple[dict, np.ndarray]:
     data, k = trainer.data, trainer.data.test_idx[0]
     model = trainer.model.eval()
@@ -100,6 +109,7 @@ def evaluate_test(trainer: Trainer) -> tuple[dict, np.ndarray]:
     static = np.broadcast_to(np.ptp(gt_depth, axis=0) < 1e-5, gt_depth.shape)
     out = {"psnr": m["psnr"], "ssim": m["ssim"], "depth": depth_metrics(r.depth, gt_depth),
            "depth_static_pixels": depth_metrics(r.depth, gt_depth, static),
+           "depth_ratio_static": depth_ratio_halves(r.depth, gt_depth, static),
            "train_time_s": round(trainer.elapsed, 1), "iterations": trainer.step}
     return out, r.depth[0]
 

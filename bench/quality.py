@@ -4,8 +4,9 @@ Six scenes (not the demo scene) that differ in seed, texture (smooth / detailed 
 count (4-10), rig (``ellipse``: the N3DV-like rig of issue 14, cam00 at the centre of a small
 ellipse; ``forward``: cam00 inside rings; one wider baseline) and motion amount, 30 frames each.
 For a config and iteration budget every scene is trained from scratch and its test camera (cam00)
-scored: one JSON line per scene (test PSNR, SSIM, depth AbsRel / delta<1.25 against gt_depth, train
-time) and a summary line with the means. The first line is the command that reproduces the row.
+scored: one JSON line per scene (test PSNR, SSIM, depth AbsRel / delta<1.25 against gt_depth, the median
+rendered / true depth on never-moving pixels nearer and farther than their median depth, train time) and a
+summary line with the means. The first line is the command that reproduces the row.
 
 ``--static``: each scene's still capture instead (``prepare_static`` -> ``train.py`` with ``--config``, e.g.
 ``configs/demo_static.txt`` -> ``static_model2depth`` into the scene's ``depth/all_depth.npz``): held-out view
@@ -141,7 +142,8 @@ class CurveTrainer(Trainer):
             self.model.train()
             self.curve.append({"iteration": self.step, "train_time_s": round(self.elapsed, 1),
                                "psnr": metrics["psnr"], "ssim": metrics["ssim"],
-                               "depth_abs_rel": metrics["depth"].get("abs_rel")})
+                               "depth_abs_rel": metrics["depth"].get("abs_rel"),
+                               "depth_ratio_static": metrics["depth_ratio_static"]})
             emit({"curve_point": True, **self.curve[-1]})
             self.elapsed -= time.perf_counter() - t0  # the loop's clock restarts from elapsed
 
@@ -153,6 +155,7 @@ def run_scene(args, spec: FamilyScene) -> dict:
     metrics, _ = evaluate_test(trainer)
     return {"scene": spec.name, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
             "depth_abs_rel": metrics["depth"].get("abs_rel"), "depth_delta_1_25": metrics["depth"].get("delta_1_25"),
+            "depth_ratio_static": metrics["depth_ratio_static"],
             "train_time_s": metrics["train_time_s"], "iterations": metrics["iterations"],
             "n_cams": spec.n_cams, "texture": spec.texture, "rig": spec.rig}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.depth_gain import depth_ratio_halves
 from bench.quality import gain_summary
 
 
@@ -17,6 +18,14 @@ def test_depth_gain_summary_means_ratio_of_means_and_scenes_meeting_both():
     assert s["mean"]["psnr_depth"] == pytest.approx(26.5)
     assert s["abs_rel_ratio_of_means"] == pytest.approx(0.19 / 0.3)  # (0.08 + 0.3) / (0.2 + 0.4)
     assert s["scenes_meeting_both"] == 1 and s["n_scenes"] == 2
+
+
+def test_depth_ratio_halves_split_at_the_median_true_depth():
+    gt = np.array([[[1.0, 2.0], [3.0, 4.0]]])  # [T=1, H=2, W=2]
+    pred = np.array([[[0.5, 2.0], [3.0, 8.0]]])  # ratios 0.5 1 1 2
+    assert depth_ratio_halves(pred, gt, np.ones_like(gt, bool)) == {"near": 0.75, "far": 1.5}  # split at 2.5
+    mask = gt < 4  # split at 2: near {0.5, 1}, far {1}
+    assert depth_ratio_halves(pred, gt, mask) == {"near": 0.75, "far": 1.0}
 
 
 def test_oracle_warp_shifts_by_the_disparity_and_drops_occluded_and_outside_pixels():
