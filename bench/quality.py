@@ -20,11 +20,16 @@ and the weight in each tenth of the ray parameter (NDC t), a floater diagnostic.
 ``--static_config`` and the export (as ``--static``), then ``--config`` without and with ``--depth_config``;
 per-scene dPSNR and AbsRel ratio, and the family means.
 
+``--video_depth``: each scene's plane-sweep depth first (``video2depth``'s library call into the scene's
+``depth/video_depth.npz``; its median relative error and coverage against the static world's exact depth), then
+the dynamic run with it (``--depth_config configs/depth/video_mvs.txt`` before ``--extra``).
+
 ``--curve ITERS...``: one scene (the first of ``--scenes``), test PSNR at those iterations of one run
 (train time excludes the evaluations), written as JSON and plotted to ``--png``.
 
 Usage: python -m bench.quality [--config configs/demo.txt] [--base_config F] [--iters N]
-       [--scenes NAME ...] [--workdir data/quality_family] [--curve 100 200 400 800] [--static | --depth_gain]
+       [--scenes NAME ...] [--workdir data/quality_family] [--curve 100 200 400 800]
+       [--static | --depth_gain | --video_depth]
        [--extra FLAGS...]
 Scenes are written once to WORKDIR/scenes (about a minute each) and reused.
 """
@@ -45,11 +50,13 @@ import torch
 from bench.depth_gain import evaluate_test, static_depth_quality
 from core.errors import UserError
 from dataLoader.dataset import VideoDataset
-from dataLoader.scene_layout import SceneDir
+from dataLoader.depth_files import save_dense_depth
+from dataLoader.scene_layout import VIDEO_DEPTH, SceneDir
 from engine import options
 from engine.checkpoint import load_model
 from engine.evaluation.visualize import plot_training_curves
 from engine.option_groups import data_options
+from engine.plane_sweep import video_depth
 from engine.render.static_depth import ExportOptions, export_depth_file, prepare_static_capture
 from engine.train.trainer import Trainer
 from models.types import RayBatch
@@ -183,6 +190,17 @@ def run_static(args, spec: FamilyScene) -> dict:
             "coverage": quality["coverage"], "train_time_s": held_out["train_time_s"]}
 
 
+def run_video_depth(args, spec: FamilyScene) -> dict:
+    """The scene's plane-sweep depth (video2depth's defaults) -> the dynamic run supervised by it."""
+    scene = ensure_scene(spec, args.workdir / "scenes")
+    depth_file = SceneDir(scene).resolve(VIDEO_DEPTH)  # where configs/depth/video_mvs.txt reads it
+    data = VideoDataset(data_options(options.resolve(options.parse(train_argv(args, scene, "video_depth")))))
+    save_dense_depth(depth_file, video_depth(data)[0])
+    quality = static_depth_quality(scene, depth_file, spec.seed)
+    row = run_scene(with_args(args, extra=["--depth_config", "configs/depth/video_mvs.txt", *args.extra]), spec)
+    return {**row, "video_depth_median_rel_err": quality["median_rel_err"], "video_depth_coverage": quality["coverage"]}
+
+
 def with_args(args, **changes) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), **changes})
 
@@ -258,6 +276,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "--depth_config; prints the gain of static-model depth and the family means")
     p.add_argument("--static_config", default="configs/demo_static.txt", help="--depth_gain: static model config")
     p.add_argument("--depth_config", default="configs/depth/static_model.txt", help="--depth_gain: depth overlay")
+    p.add_argument("--video_depth", action="store_true",
+                   help="per scene: plane-sweep depth of its videos, then --config with configs/depth/video_mvs.txt")
     p.add_argument("--curve", type=int, nargs="*", default=[], help="iterations at which to score (one scene)")
     p.add_argument("--png", type=Path, default=None, help="curve plot (default WORKDIR/curve_TAG_SCENE.png)")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="train.py flags for every run")
@@ -276,7 +296,8 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     rows = []
-    run = run_depth_gain if args.depth_gain else run_static if args.static else run_scene
+    run = run_depth_gain if args.depth_gain else run_static if args.static else \
+        run_video_depth if args.video_depth else run_scene
     for name in args.scenes:
         rows.append(run(args, BY_NAME[name]))
         emit(rows[-1])

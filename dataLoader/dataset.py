@@ -15,7 +15,7 @@ import torch
 
 from core.errors import UserError
 from dataLoader.depth_space import camera_z_to_ray_param
-from dataLoader.depth_targets import DenseDepthTargets, DepthTargetOptions, KeypointTargets
+from dataLoader.depth_targets import DENSE_SOURCES, DenseDepthTargets, DepthTargetOptions, KeypointTargets
 from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, target_size
 from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import pose_rays
@@ -118,7 +118,7 @@ class VideoDataset:
         self.train_dirs = torch.cat(dirs)
         self.train_near = torch.cat(near)
         source = opts.depth.source
-        self.dense_depth = DenseDepthTargets(opts.depth, self) if source == "static_model" else None
+        self.dense_depth = DenseDepthTargets(opts.depth, self) if source in DENSE_SOURCES else None
         self.keypoints = KeypointTargets(opts.depth, self, self.cache.std) if source == "colmap" else None
 
     def _normalization(self, opts: DataOptions, find_box: bool = True) -> SceneNormalization:

@@ -26,14 +26,15 @@ from dataLoader.rays import pose_rays
 
 log = logging.getLogger(__name__)
 
-DEPTH_SOURCES = ("none", "static_model", "colmap")
+DEPTH_SOURCES = ("none", "static_model", "video_mvs", "colmap")
+DENSE_SOURCES = ("static_model", "video_mvs")  # dense maps (depthmap_npy_path) from a static model or plane sweep
 
 
 @dataclass(frozen=True)
 class DepthTargetOptions:
     """Which depth file supervises the static branch, and how its targets are built."""
 
-    source: str = "none"  # none | static_model (dense maps) | colmap (sparse keypoints)
+    source: str = "none"  # none | static_model, video_mvs (dense maps) | colmap (sparse keypoints)
     path: Path | None = None  # the depth file (absolute or relative to the working directory)
     rel_sigma: float = 0.0  # target std-dev as a fraction of depth (ds_kl); the config's depth_sigma
     static_threshold: float = 0.0  # keypoints where the blurred temporal std exceeds this are dropped

@@ -30,6 +30,7 @@ POSES_FILE = "poses_bounds.npy"
 SPARSE_MODEL = Path("sparse") / "0"
 SPARSE_DEPTH = "colmap_depth.npz"  # the default of the colmap_depth_path option
 DENSE_DEPTH = "depth/all_depth.npz"  # the default of the depthmap_npy_path option
+VIDEO_DEPTH = "depth/video_depth.npz"  # video2depth.py's output (plane sweep on the videos' medians)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 

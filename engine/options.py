@@ -204,8 +204,9 @@ def _optim(p):
 def _depth(p):
     g = p.add_argument_group("depth supervision")
     g.add_argument("--depth_source", type=str, default="none", choices=DEPTH_SOURCES,
-                   help="depth loss on the static branch: none, static_model (dense maps, depthmap_npy_path) or "
-                        "colmap (sparse keypoints, colmap_depth_path)")
+                   help="depth loss on the static branch: none, static_model or video_mvs (dense maps from "
+                        "static_model2depth.py or video2depth.py, depthmap_npy_path) or colmap (sparse keypoints, "
+                        "colmap_depth_path)")
     g.add_argument("--use_depth", type=int, default=None, help="seed workflow: 1 = a depth loss (use depth_source)")
     g.add_argument("--use_colmap_depth", type=int, default=None,
                    help="seed workflow: with use_depth 1, 1 = colmap, 0 = static_model (use depth_source)")

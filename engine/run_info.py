@@ -51,8 +51,8 @@ def data_record(data) -> dict:
 def _depth_text(rec: dict) -> str:
     if rec.get("source", "none") == "none":
         return "none (colour only)"
-    name = {"colmap": "COLMAP sparse keypoints", "static_model": "static-model dense maps"}.get(rec["source"],
-                                                                                            rec["source"])
+    name = {"colmap": "COLMAP sparse keypoints", "static_model": "static-model dense maps",
+            "video_mvs": "plane-sweep maps of the videos"}.get(rec["source"], rec["source"])
     return (f"{name} from {rec.get('file')}; loss {rec.get('loss')}, weight {rec.get('lambda')} "
             f"(x{rec.get('lambda_decay')} by the last iteration)")
 

@@ -15,6 +15,7 @@ import colmap2depth
 import imgs2poses
 import render_one_video
 import static_model2depth
+import video2depth
 from core.errors import UserError
 from engine.stage_args import DOWNSAMPLE_HELP, datadir_of, parse_with_config
 from tools import make_synthetic_scene, prepare_video
@@ -22,10 +23,11 @@ from tools import make_synthetic_scene, prepare_video
 REPO = Path(__file__).resolve().parents[1]
 PARSERS = {"imgs2poses": imgs2poses.build_parser, "colmap2depth": colmap2depth.build_parser,
            "prepare_video": prepare_video.build_parser, "static_model2depth": static_model2depth.build_parser,
-           "make_synthetic_scene": make_synthetic_scene.build_parser}
+           "make_synthetic_scene": make_synthetic_scene.build_parser, "video2depth": video2depth.build_parser}
 SCRIPTS = ["train.py", "imgs2poses.py", "colmap2depth.py", "prepare_static.py", "static_model2depth.py",
-           "render_one_video.py", "tools/prepare_video.py", "tools/evaluate.py", "tools/show_metrics.py",
-           "tools/train_fragments.py", "tools/make_synthetic_scene.py", "tools/convert_mixvoxels_config.py"]
+           "video2depth.py", "render_one_video.py", "tools/prepare_video.py", "tools/evaluate.py",
+           "tools/show_metrics.py", "tools/train_fragments.py", "tools/make_synthetic_scene.py",
+           "tools/convert_mixvoxels_config.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -55,7 +57,7 @@ def test_every_scene_stage_takes_datadir(name):
 
 def test_downsample_means_the_same_everywhere():
     for build in (imgs2poses.build_parser, prepare_video.build_parser, static_model2depth.build_parser,
-                  render_one_video.build_parser):
+                  video2depth.build_parser, render_one_video.build_parser):
         helps = [a.help for a in build()._actions if "--downsample" in a.option_strings]
         assert all(h.startswith(DOWNSAMPLE_HELP) for h in helps)
     assert [a for a in prepare_video.build_parser()._actions if "--downsample_train" in a.option_strings]
