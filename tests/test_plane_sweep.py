@@ -2,6 +2,9 @@
 textured plane, and the stage end to end on a small synthetic scene."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -109,3 +112,46 @@ def test_video_mvs_overlay_trains_on_the_maps(detailed_scene, tmp_path, capsys):
     mask = load_dense_depth(SceneDir(detailed_scene).resolve("depth/video_depth.npz")).mask
     assert data.dense_depth is not None
     assert int((data.dense_depth.weight > 0).sum()) == int(mask.sum())
+
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared/data/n3dv_flame_steak_5cam"
+
+
+@pytest.mark.skipif(not (FIXTURE / "sparse" / "0").is_dir(), reason=f"real COLMAP fixture not found at {FIXTURE}")
+def test_video2depth_on_real_n3dv_frames_agrees_with_colmap_points(tmp_path, capsys):
+    """Five real N3DV views (one instant, 676x507) posed by their COLMAP model: wherever the sweep keeps depth
+    (at 1/16 of the model's 2694x2020), it agrees with the model's triangulated points seen by that camera."""
+    import pycolmap
+
+    import imgs2poses
+    from engine.depth_consistency import project
+
+    scene = tmp_path / "scene"
+    shutil.copytree(FIXTURE / "images_4", scene / "images")
+    imgs2poses.main([str(scene), "--sparse_dir", str(FIXTURE / "sparse" / "0")])
+    stems = (scene / "poses_bounds_cams.txt").read_text().split()  # rows in the numeric order 0 3 5 8 14
+    names = [f"cam{i:02d}" for i in range(len(stems))]  # frame folders must sort as the rows do
+    for stem, name in zip(stems, names):
+        (scene / "frames" / name).mkdir(parents=True)
+        shutil.copy(scene / "images" / f"{stem}.png", scene / "frames" / name / "0000.png")
+    (scene / "poses_bounds_cams.txt").write_text("\n".join(names) + "\n")
+    code, lines, err = run_cli(video2depth.main, ["--datadir", str(scene), "--downsample", "16", "--test_cams"],
+                               capsys)
+    assert code == 0, err
+    d = load_dense_depth(SceneDir(scene).resolve("depth/video_depth.npz"))
+    rig = load_poses_bounds(SceneDir(scene).poses)
+    focal = rig.hwf[2] * d.hw[1] / rig.hwf[1]
+    rec = pycolmap.Reconstruction(FIXTURE / "sparse" / "0")
+    image_id = {im.name: i for i, im in rec.images.items()}
+    errors = []
+    for k, stem in enumerate(stems):
+        iid = image_id[f"{stem}.jpg"]
+        xyz = np.array([p.xyz for p in rec.points3D.values() if any(e.image_id == iid for e in p.track.elements)])
+        x, y, z = project(xyz, d.c2w[k], focal, d.hw)
+        col, row = np.floor(x).astype(int), np.floor(y).astype(int)
+        inside = (col >= 0) & (col < d.hw[1]) & (row >= 0) & (row < d.hw[0]) & (z > 0)
+        col, row, z = col[inside], row[inside], z[inside]
+        kept = d.mask[k, row, col]
+        errors.append(np.abs(d.depth[k, row, col][kept] - z[kept]) / z[kept])
+    err = np.concatenate(errors)
+    assert len(err) > 500 and np.median(err) < 0.02 and np.percentile(err, 90) < 0.05
