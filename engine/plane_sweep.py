@@ -55,10 +55,9 @@ class SweepOptions:
 
 def to_grey(rgb: np.ndarray) -> torch.Tensor:
     """uint8 or float [K, H, W, 3] -> float32 grey [K, H, W] in [0, 1]."""
-    x = torch.from_numpy(np.asarray(rgb)).float()
-    if np.asarray(rgb).dtype == np.uint8:
-        x = x / 255
-    return x @ torch.tensor(GREY)
+    rgb = np.asarray(rgb)
+    x = torch.from_numpy(rgb).float()
+    return (x / 255 if rgb.dtype == np.uint8 else x) @ torch.tensor(GREY)
 
 
 def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -74,9 +73,8 @@ def window_variance(x: torch.Tensor, window: int) -> torch.Tensor:
 def zncc(ref: torch.Tensor, other: torch.Tensor, window: int) -> torch.Tensor:
     """Windowed ZNCC of ref [H, W] with each of other [B, H, W] -> [B, H, W] in [-1, 1] (0 where either window
     is flat)."""
-    a = ref.expand_as(other)
-    cov = box_mean(a * other, window) - box_mean(a, window) * box_mean(other, window)
-    var = window_variance(a, window).clamp_min(1e-6) * window_variance(other, window).clamp_min(1e-6)
+    cov = box_mean(ref * other, window) - box_mean(ref[None], window) * box_mean(other, window)
+    var = window_variance(ref[None], window).clamp_min(1e-6) * window_variance(other, window).clamp_min(1e-6)
     return cov / var.sqrt()
 
 
@@ -165,8 +163,6 @@ def video_depth(data, opts: SweepOptions = SweepOptions(), device="cpu") -> tupl
     temporal medians (the test cameras' images are not used) -> the dense depth file's contents (weight 1
     where kept) and the consistency report of the raw maps. Logs per camera the fraction kept."""
     cams = data.train_idx
-    if len(cams) < 2:
-        raise ValueError(f"plane sweep needs at least two training cameras ({len(cams)} given)")
     names = [data.cam_names[k] for k in cams]
     depth, mask, report = sweep_depth(to_grey(data.cache.median[cams]).to(device), data.rig.c2w[cams],
                                       data.rig.bounds[cams], data.focal, opts)
