@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--consistency_tol", type=float, default=d.consistency_tol,
                    help="relative depth difference with a neighbour camera that still confirms a pixel")
     p.add_argument("--min_agree", type=int, default=d.min_agree, help="neighbour cameras that must confirm a pixel")
+    p.add_argument("--fill_planes", type=int, default=d.fill_planes,
+                   help="hole filling: pixels left out take their best plane within this many planes of the depth "
+                        "spread from kept pixels nearby (0 = off)")
+    p.add_argument("--fill_min_score", type=float, default=d.fill_min_score,
+                   help="least ZNCC of a filled pixel's plane")
     p.add_argument("--overwrite", type=int, default=0, choices=(0, 1), help="1: replace an existing depth file")
     p.add_argument("--device", default="auto", help="where the sweep runs: auto, cpu, cuda, cuda:1 ...")
     return p
@@ -61,7 +66,8 @@ def sweep_options(a: argparse.Namespace) -> SweepOptions:
     if a.n_planes < 3:
         raise UserError(f"--n_planes {a.n_planes}: at least 3 needed")
     return SweepOptions(n_planes=a.n_planes, window=a.window, min_score=a.min_score, max_step=a.max_step,
-                        consistency_tol=a.consistency_tol, min_agree=a.min_agree)
+                        consistency_tol=a.consistency_tol, min_agree=a.min_agree, fill_planes=a.fill_planes,
+                        fill_min_score=a.fill_min_score)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,10 +8,13 @@ widened by ``bound_margin``. The score of a plane is the windowed zero-mean norm
 matches in others); the best plane is refined with a parabola through its neighbours' scores. A pixel keeps
 its depth where that score reaches ``min_score``, its window has texture (grey variance >= ``min_texture``)
 and no depth step (the kept depths in its window span at most ``max_step``: a window across an occlusion edge
-matches the nearer surface); then the maps are checked against each other (:mod:`engine.depth_consistency`) and only
-depth that ``min_agree`` neighbour cameras confirm within ``consistency_tol`` is kept. What survives is
-semi-dense (textured, visible, static surfaces) and accurate to about a percent on the quality family
-(BENCHMARKS.md).
+matches the nearer surface). A second pass fills holes (:func:`fill_holes`): a textured pixel left out takes
+its best plane within ``fill_planes`` of the depth spread from the kept pixels around it, if that plane scores
+``fill_min_score``; a repeating texture (a brick wall seen over a wide baseline) scores several planes, and
+the neighbourhood picks among them. Then the maps are checked against each other
+(:mod:`engine.depth_consistency`) and only depth that ``min_agree`` neighbour cameras confirm within
+``consistency_tol`` is kept. What survives is semi-dense (textured, visible, static surfaces) and accurate
+to about a percent on the quality family (BENCHMARKS.md).
 
 Conventions: grey [K, H, W] float in [0, 1]; c2w [K, 3, 4] world OpenGL cameras (x right, y up, looking
 along -z); depth [H, W] world-unit camera z; pixel centres at +0.5 (:func:`dataLoader.rays.pixel_directions`).
@@ -51,6 +54,8 @@ class SweepOptions:
     consistency_tol: float = 0.02
     min_agree: int = 2  # neighbour cameras that must confirm a pixel's depth
     plane_chunk: int = 8  # planes scored at once (memory)
+    fill_planes: int = 3  # hole filling (fill_holes): search this many planes around the spread depth; 0 = off
+    fill_min_score: float = 0.5  # least score of a filled pixel's plane
 
 
 def to_grey(rgb: np.ndarray) -> torch.Tensor:
@@ -122,10 +127,47 @@ def sweep_camera(grey: torch.Tensor, c2w: torch.Tensor, focal: float, k: int, ot
             scores.append(torch.where(inside, zncc(grey[k], warped, opts.window), -1.0))
         top[chunk] = torch.stack(scores).topk(min(opts.top_k, len(others)), dim=0).values.mean(0)
     depth, score = best_plane(top, inv)
-    keep = (score >= opts.min_score) & (window_variance(grey[k][None], opts.window)[0] >= opts.min_texture)
-    if opts.max_step > 0:
-        keep &= window_step(depth, keep, opts.window) <= opts.max_step
+    textured = window_variance(grey[k][None], opts.window)[0] >= opts.min_texture
+    keep = check_steps(depth, (score >= opts.min_score) & textured, opts)
+    if opts.fill_planes > 0:
+        depth, keep = fill_holes(top, inv, depth, keep, textured, opts)
     return depth, keep
+
+
+def check_steps(depth: torch.Tensor, keep: torch.Tensor, opts: SweepOptions) -> torch.Tensor:
+    """keep [H, W] without the pixels next to a depth step (:func:`window_step`), if ``max_step`` is set."""
+    return keep & (window_step(depth, keep, opts.window) <= opts.max_step) if opts.max_step > 0 else keep
+
+
+def fill_holes(top: torch.Tensor, inv: torch.Tensor, depth: torch.Tensor, keep: torch.Tensor,
+               textured: torch.Tensor, opts: SweepOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Second pass over a camera's plane scores top [P, H, W] (planes inv [P]): a textured pixel left out
+    takes the best plane within ``fill_planes`` of the inverse depth spread from the kept pixels around it
+    (:func:`spread`) if that plane scores ``fill_min_score``. A repeating texture has several good planes;
+    the neighbourhood picks among them. -> depth, keep [H, W]."""
+    prior, have = spread(torch.where(keep, 1 / depth, 0.0), keep)
+    index = (prior - inv[0]) / (inv[1] - inv[0])
+    near = (torch.arange(len(inv), device=top.device)[:, None, None] - index).abs() <= opts.fill_planes
+    filled, score = best_plane(torch.where(near, top, -1.0), inv)
+    new = ~keep & have & textured & (score >= opts.fill_min_score)
+    depth = torch.where(new, filled, depth)
+    return depth, check_steps(depth, keep | new, opts)
+
+
+def spread(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """values [H, W] at valid pixels -> (every pixel's mean of the valid values in the smallest window, of
+    side 3, 7, 15 ..., that holds one; reached [H, W] bool)."""
+    out, reached = torch.where(valid, values, 0.0), valid.clone()
+    w = valid.float()[None, None]
+    side = 3
+    while not bool(reached.all()) and side < 2 * max(values.shape):
+        den = F.avg_pool2d(w, side, 1, side // 2, count_include_pad=False)[0, 0]
+        num = F.avg_pool2d((values * valid)[None, None], side, 1, side // 2, count_include_pad=False)[0, 0]
+        new = ~reached & (den > 0)
+        out = torch.where(new, num / den.clamp_min(1e-12), out)
+        reached |= new
+        side = 2 * side + 1
+    return out, reached
 
 
 def window_step(depth: torch.Tensor, valid: torch.Tensor, window: int) -> torch.Tensor:

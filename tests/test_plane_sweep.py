@@ -17,7 +17,16 @@ from dataLoader.poses import load_poses_bounds, look_at
 from dataLoader.scene_layout import SceneDir
 from engine import options
 from engine.option_groups import data_options
-from engine.plane_sweep import SweepOptions, best_plane, sweep_depth, window_step, window_variance, zncc
+from engine.plane_sweep import (
+    SweepOptions,
+    best_plane,
+    fill_holes,
+    spread,
+    sweep_depth,
+    window_step,
+    window_variance,
+    zncc,
+)
 from synthetic.scene import write_scene
 
 
@@ -51,6 +60,35 @@ def test_window_step_by_hand():
     assert step[1, 1].item() == pytest.approx(0.1)  # 4.0 is outside its window; 9.0 is not valid
     assert step[1, 2].item() == pytest.approx(3.0)  # 1 .. 4
     assert step[2, 2].item() == float("inf")
+
+
+def test_spread_takes_the_smallest_window_holding_a_kept_pixel():
+    values = torch.tensor([[1.0, 0, 0, 0, 0, 0, 3.0]])
+    valid = values > 0
+    out, reached = spread(values, valid)
+    # side 3 reaches columns 1 and 5; side 7 the rest: column 3 sees both kept pixels, 2 and 4 one each
+    torch.testing.assert_close(out, torch.tensor([[1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0]]))
+    assert bool(reached.all())
+    _, none = spread(torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.bool))
+    assert not none.any()
+
+
+def test_fill_holes_picks_the_match_near_its_neighbours():
+    """A repeating texture scores two planes; a pixel left out takes the one next to its kept neighbours'
+    depth, even where the other scores higher. It stays out where nothing nearby reaches the score."""
+    inv = torch.linspace(1.0, 0.1, 10)
+    top = torch.full((10, 1, 3), -0.2)
+    top[4, 0, 0] = 0.9  # column 0: kept at plane 4
+    top[5, 0, 1], top[9, 0, 1] = 0.6, 0.95  # column 1: a repeat at plane 9 scores higher
+    top[8, 0, 2] = 0.95  # column 2: only the far repeat
+    depth = torch.tensor([[1 / inv[4].item(), 0.0, 0.0]])
+    keep = torch.tensor([[True, False, False]])
+    opts = SweepOptions(fill_planes=3, fill_min_score=0.5, max_step=0)
+    filled, kept = fill_holes(top, inv, depth, keep, torch.ones(1, 3, dtype=torch.bool), opts)
+    assert kept.tolist() == [[True, True, False]]
+    assert filled[0, 0].item() == pytest.approx(1 / inv[4].item())
+    # plane 5's parabola through -0.2, 0.6, -0.2 peaks at plane 5 itself
+    assert filled[0, 1].item() == pytest.approx(1 / inv[5].item())
 
 
 def test_sweep_finds_a_textured_plane_and_the_filter_keeps_it():
