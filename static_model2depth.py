@@ -19,7 +19,7 @@ import configargparse
 
 from dataLoader.scene_layout import DENSE_DEPTH, SceneDir
 from engine.cli import run_main
-from engine.depth_previews import preview_pattern, save_dense_previews
+from engine.depth_previews import dense_summary, save_dense_previews
 from engine.render.static_depth import DEPTH_STATS, ExportOptions, export_depth_file, report_held_out
 from engine.stage_args import add_datadir, add_downsample, datadir_of
 from engine.train.setup import pick_device
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                               bool(a.overwrite), pick_device(a.device), opts, tuple(a.exclude_cams))
     report_held_out(a.ckpt)
     save_dense_previews(out, dense.depth, dense.mask, dense.cam_names)
-    h, w = dense.hw
-    print(f"wrote {out}: {len(dense.cam_names)} cameras ({', '.join(dense.cam_names)}) {w}x{h}, depth on "
-          f"{100 * dense.mask.mean():.0f}% of pixels; previews {preview_pattern(out)}")
+    print(dense_summary(out, dense))
 
 
 def cli() -> None:

@@ -22,7 +22,7 @@ from dataLoader.dataset import DataOptions, VideoDataset
 from dataLoader.depth_files import save_dense_depth
 from dataLoader.scene_layout import VIDEO_DEPTH, SceneDir
 from engine.cli import run_main
-from engine.depth_previews import preview_pattern, save_dense_previews
+from engine.depth_previews import dense_summary, save_dense_previews
 from engine.plane_sweep import SweepOptions, video_depth
 from engine.stage_args import add_datadir, add_downsample, datadir_of, parse_with_config
 from engine.train.setup import pick_device
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"overlap); nothing written")
     save_dense_depth(out, dense)
     save_dense_previews(out, dense.depth, dense.mask, dense.cam_names)
-    print(f"wrote {out}: {len(dense.cam_names)} cameras ({', '.join(dense.cam_names)}) {data.w}x{data.h}, depth on "
-          f"{100 * dense.mask.mean():.0f}% of pixels; previews {preview_pattern(out)}")
+    print(dense_summary(out, dense))
 
 
 def cli() -> None:

@@ -37,6 +37,13 @@ def save_dense_previews(out: Path, depth: np.ndarray, mask: np.ndarray, cam_name
     return paths
 
 
+def dense_summary(out: Path, dense) -> str:
+    """The stages' one-line report of a written dense depth file (a :class:`dataLoader.depth_files.DenseDepth`)."""
+    h, w = dense.hw
+    return (f"wrote {out}: {len(dense.cam_names)} cameras ({', '.join(dense.cam_names)}) {w}x{h}, depth on "
+            f"{100 * dense.mask.mean():.0f}% of pixels; previews {preview_pattern(out)}")
+
+
 def _camera_images(datadir: Path) -> dict[str, Path]:
     try:
         return dict(colmap.list_capture_images(datadir))
