@@ -120,7 +120,8 @@ def model_config(cfg: argparse.Namespace) -> ModelConfig:
         point_wise_dynamic_threshold=cfg.point_wise_dynamic_threshold,
         dynamic_pool_kernel_size=cfg.dynamic_pool_kernel_size, zero_dynamic_sigma=bool(cfg.zero_dynamic_sigma),
         zero_dynamic_sigma_thresh=cfg.zero_dynamic_sigma_thresh, sigma_static_thresh=cfg.sigma_static_thresh,
-        alpha_mask_distance_scale=bool(cfg.alpha_mask_distance_scale), view_dependent=bool(cfg.view_dependent))
+        alpha_mask_distance_scale=bool(cfg.alpha_mask_distance_scale), view_dependent=bool(cfg.view_dependent),
+        dynamic_compose=cfg.dynamic_compose)
 
 
 def groups(cfg: argparse.Namespace) -> Options:

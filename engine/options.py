@@ -138,6 +138,9 @@ def _dynamic(p):
                    help="zero_dynamic_sigma: static density below which a point counts as empty")
     g.add_argument("--sigma_static_thresh", type=float, default=m.sigma_static_thresh,
                    help="zero_dynamic_sigma: max - min alpha over frames below which a point counts as still")
+    g.add_argument("--dynamic_compose", type=str, default=m.dynamic_compose, choices=["replace", "gate"],
+                   help="density at dynamic points: the dynamic one alone (replace, MixVoxels) or plus a learned "
+                        "per-frame share of the static one (gate)")
     g.add_argument("--n_variation_iters", type=int, default=300,
                    help="variation-field warm-up iterations before the main loop")
     g.add_argument("--variation_weight", type=float, default=0.05, help="weight of the variation-field BCE")

@@ -5,8 +5,9 @@ learning rate per step whatever the gradient's size, so a frame pushed toward "l
 end up negative at every point; relu then passes no gradient, and that frame's movers are gone for good.
 This was measured on the family: frame 10 of two seed-1 runs, -2.1 and -0.6 dB on the scene, the movers
 missing in that frame alone. A dead row is restarted from its nearest live frame, which is a good start
-because moving content is continuous in time. Its density and colour rows are copied, and their optimizer
-moments cleared. A model without dead frames is left untouched.
+because moving content is continuous in time. Its density and colour rows (and its static-share gate row,
+with ``dynamic_compose = gate``) are copied, and their optimizer moments cleared. A model without dead frames
+is left untouched.
 """
 from __future__ import annotations
 
@@ -35,13 +36,16 @@ def nearest_alive(t: int, dead: set[int], n_frames: int) -> int:
 
 @torch.no_grad()
 def revive(model, optimizer: torch.optim.Optimizer | None, frames: list[int]) -> list[tuple[int, int]]:
-    """Copy each dead frame's rows of the last density / colour layers from its nearest live frame and clear
-    their Adam moments. -> [(dead frame, source frame)]."""
+    """Copy each dead frame's rows of the last density / colour (/ gate) layers from its nearest live frame and
+    clear their Adam moments. -> [(dead frame, source frame)]."""
     n = model.cfg.n_frames
     pairs = [(t, nearest_alive(t, set(frames), n)) for t in frames]
+    # density row t; colour rows 3t..3t+2 (TimeColorHead's [T, 3] view); gate row t
+    layers = [(model.dyn_density_head.net[-1], 1), (model.dyn_color_head.net[-1], 3)]
+    if hasattr(model, "dyn_gate"):
+        layers.append((model.dyn_gate, 1))
     for t, s in pairs:
-        # density row t; colour rows 3t..3t+2 (TimeColorHead's [T, 3] view)
-        for layer, k in ((model.dyn_density_head.net[-1], 1), (model.dyn_color_head.net[-1], 3)):
+        for layer, k in layers:
             dst, src = list(range(k * t, k * t + k)), list(range(k * s, k * s + k))
             for p in (layer.weight, layer.bias):
                 p[dst] = p[src]

@@ -4,6 +4,10 @@
 std label) to choose which rays the dynamic branch renders; at test time the variation
 field decides. The static branch is rendered for every ray; dynamic rays composite, per
 frame, dynamic densities/colours at dynamic points with the (detached) static ones elsewhere.
+At dynamic points ``dynamic_compose`` chooses what frame t sees: ``replace`` (MixVoxels, the
+default) the dynamic density alone, ``gate`` the dynamic density plus a learned per-frame share
+g_t in (0, 1) of the detached static density, so frames in which nothing passes can show the
+static (depth-supervised) surface instead of re-learning it frame by frame.
 """
 from __future__ import annotations
 
@@ -63,6 +67,7 @@ class ModelConfig:
     zero_dynamic_sigma: bool = False
     zero_dynamic_sigma_thresh: float = 1e-5
     sigma_static_thresh: float = 0.1
+    dynamic_compose: str = "replace"
     alpha_mask_distance_scale: bool = True
     view_dependent: bool = True
     extra: dict = field(default_factory=dict)
@@ -100,6 +105,10 @@ class MixVoxels(nn.Module):
             self.dyn_density_head = TimeDensityHead(cfg.data_dim_density, cfg.featureD, t)
             self.dyn_color_head = TimeColorHead(cfg.data_dim_color, cfg.featureC, t)
             self.variation = VMField(res, list(cfg.n_lamb_variation), None, 0.1)
+            if cfg.dynamic_compose == "gate":  # [P, F] dynamic density features -> [P, T] gate logits
+                self.dyn_gate = nn.Linear(cfg.data_dim_density, t)
+                nn.init.zeros_(self.dyn_gate.weight)
+                nn.init.zeros_(self.dyn_gate.bias)  # every frame starts with half the static density
         self.alpha_mask: AlphaMask | None = None
 
     # ----------------------------------------------------------------- structure
@@ -132,7 +141,9 @@ class MixVoxels(nn.Module):
                  + self.dyn_appearance.grid_parameters(), "lr": lr_dyn_grid},
                 {"name": "dynamic_nets", "params": self.dyn_density.net_parameters()
                  + self.dyn_appearance.net_parameters() + list(self.dyn_density_head.parameters())
-                 + list(self.dyn_color_head.parameters()), "lr": lr_dyn_net},
+                 + list(self.dyn_color_head.parameters())
+                 + (list(self.dyn_gate.parameters()) if self.cfg.dynamic_compose == "gate" else []),
+                 "lr": lr_dyn_net},
                 {"name": "variation_grids", "params": self.variation.grid_parameters(), "lr": lr_grid},
             ]
         return groups
@@ -197,7 +208,7 @@ class MixVoxels(nn.Module):
             if dynamic_union:
                 dyn = dyn | (torch.sigmoid(ray_logit.detach()) > self.cfg.dynamic_threshold)
 
-        pt_dyn, w_dyn = self._dynamic_density(xyz_n, valid, logits, sigma, dist, dyn)
+        pt_dyn, w_dyn, static_share = self._dynamic_density(xyz_n, valid, logits, sigma, dist, dyn)
         need_static = weights > self.cfg.rm_weight_mask_thre
         if pt_dyn is not None:
             need_static[dyn] |= valid[dyn] & ~pt_dyn & (w_dyn.amax(-1) > self.cfg.rm_weight_mask_thre)
@@ -212,7 +223,8 @@ class MixVoxels(nn.Module):
             rgb = static_rgb.detach()[:, None].expand(n, self.cfg.n_frames, 3).clone()
             depth = static_depth.detach()[:, None].expand(n, self.cfg.n_frames).clone()
         if pt_dyn is not None:
-            put(rgb, dyn, self._dynamic_color(xyz_n[dyn], viewdir[dyn], pt_dyn, w_dyn, rgb_pts[dyn].detach()))
+            put(rgb, dyn, self._dynamic_color(xyz_n[dyn], viewdir[dyn], pt_dyn, w_dyn, rgb_pts[dyn].detach(),
+                                              static_share))
             depth[dyn] = vr.expected_depth(w_dyn, t[dyn][..., None])
         return RenderOutput(rgb=rgb, depth=depth, static_rgb=static_rgb, static_depth=static_depth, acc=acc,
                             dynamic_mask=dyn, ray_logit=ray_logit, weights=weights, t=t, dt=dt)
@@ -249,18 +261,25 @@ class MixVoxels(nn.Module):
         return valid & (torch.sigmoid(pooled) > self.cfg.point_wise_dynamic_threshold)
 
     def _dynamic_density(self, xyz_n, valid, logits, sigma, dist, dyn):
-        """Per-frame densities of dynamic rays -> (pt_dyn [M,S], weights [M,S,T])."""
+        """Per-frame densities of dynamic rays -> (pt_dyn [M,S], weights [M,S,T], static share [M,S,T] of
+        each point's density, or None with ``dynamic_compose = replace``)."""
         if self.cfg.static_only:
-            return None, None
+            return None, None, None
         pt_dyn = self.point_dynamic_mask(logits[dyn], valid[dyn])
         sig = sigma[dyn].detach()[..., None].expand(-1, -1, self.cfg.n_frames).clone()
         feat = self.dyn_density(xyz_n[dyn][pt_dyn])
         sig_d = self.density_act(self.dyn_density_head(feat))
         if self.cfg.zero_dynamic_sigma:
             sig_d = self._zero_still_dynamic(sig_d, sigma[dyn][pt_dyn], dist[dyn][pt_dyn])
+        share = None
+        if self.cfg.dynamic_compose == "gate":
+            sig_s = torch.sigmoid(self.dyn_gate(feat)) * sigma[dyn][pt_dyn].detach()[:, None]
+            sig_d = sig_d + sig_s
+            share = torch.ones_like(sig)
+            put(share, pt_dyn, sig_s / sig_d.clamp_min(1e-10))
         put(sig, pt_dyn, sig_d)
         alpha = vr.alpha_from_sigma(sig, dist[dyn][..., None])
-        return pt_dyn, vr.weights_from_alpha(alpha, dim=1)
+        return pt_dyn, vr.weights_from_alpha(alpha, dim=1), share
 
     def _zero_still_dynamic(self, sig_d, sigma_s, dist):
         """MixVoxels' ``zero_dynamic_sigma``: dynamic density [P, T] -> 0 where the static density [P] is
@@ -270,13 +289,18 @@ class MixVoxels(nn.Module):
         zero = still & (sigma_s < self.cfg.zero_dynamic_sigma_thresh)
         return torch.where(zero[:, None], torch.zeros_like(sig_d), sig_d)
 
-    def _dynamic_color(self, xyz_n, viewdir, pt_dyn, w_dyn, static_rgb_pts):
-        """Dynamic rays' per-frame colour [M, T, 3] from dynamic points + detached static colours."""
+    def _dynamic_color(self, xyz_n, viewdir, pt_dyn, w_dyn, static_rgb_pts, static_share=None):
+        """Dynamic rays' per-frame colour [M, T, 3] from dynamic points + detached static colours.
+        static_share: optional [M, S, T] static share of each point's density (``dynamic_compose = gate``)."""
         m, s = pt_dyn.shape
         rgb = static_rgb_pts[:, :, None].expand(m, s, self.cfg.n_frames, 3).clone()
         need = pt_dyn & (w_dyn.amax(-1) > self.cfg.rm_weight_mask_thre)
         feat = self.dyn_appearance(xyz_n[need])
-        put(rgb, need, self.dyn_color_head(feat, viewdir[:, None].expand(m, s, 3)[need]))
+        c_d = self.dyn_color_head(feat, viewdir[:, None].expand(m, s, 3)[need])
+        if static_share is not None:
+            share = static_share[need][..., None]
+            c_d = share * rgb[need] + (1 - share) * c_d
+        put(rgb, need, c_d)
         return (w_dyn[..., None] * rgb).sum(1)
 
     # ----------------------------------------------------------------- grid updates

@@ -97,9 +97,9 @@ def test_no_dynamic_rays_composite_equals_static_render():
     torch.testing.assert_close(out.depth, out.static_depth[:, None].expand(20, T))
 
 
-def dynamic_in_region_model() -> MixVoxels:
+def dynamic_in_region_model(**kw) -> MixVoxels:
     """Variation logit = 20 (x_n - 0.3) (dynamic for normalized x > ~0.3); zero dynamic density everywhere."""
-    model = tiny_model(rm_weight_mask_thre=0.0)
+    model = tiny_model(rm_weight_mask_thre=0.0, **kw)
     with torch.no_grad():
         for p in model.variation.grid_parameters():
             p.zero_()
@@ -112,19 +112,23 @@ def dynamic_in_region_model() -> MixVoxels:
     return model
 
 
+def dynamic_points_of_region_model(model: MixVoxels, rays: RayBatch, out) -> torch.Tensor:
+    """[N, S] points the variation field of :func:`dynamic_in_region_model` calls dynamic."""
+    xyz = rays.origins[:, None] + out.t[..., None] * rays.directions[:, None]
+    logit = 20 * (model.normalize_coords(xyz)[..., 0] - 0.3)
+    k = model.cfg.dynamic_pool_kernel_size
+    pooled = F.max_pool1d(logit[:, None], k, stride=1, padding=k // 2)[:, 0]
+    return torch.sigmoid(pooled) > model.cfg.point_wise_dynamic_threshold
+
+
 def test_dynamic_branch_with_zero_dynamic_density_matches_dense_reference():
-    model = dynamic_in_region_model()
+    model = dynamic_in_region_model(dynamic_compose="replace")
     rays = ndc_rays(64, seed=4)
     out = model(rays, ray_dynamic=torch.ones(64, dtype=torch.bool))
     assert out.dynamic_mask.all()
     with torch.no_grad():
         sigma, dist, rgb = dense_static_reference(model, rays, out)
-        xyz = rays.origins[:, None] + out.t[..., None] * rays.directions[:, None]
-        x_n = model.normalize_coords(xyz)[..., 0]
-        logit = 20 * (x_n - 0.3)
-        k = model.cfg.dynamic_pool_kernel_size
-        pooled = F.max_pool1d(logit[:, None], k, stride=1, padding=k // 2)[:, 0]
-        pt_dyn = torch.sigmoid(pooled) > model.cfg.point_wise_dynamic_threshold
+        pt_dyn = dynamic_points_of_region_model(model, rays, out)
     has_dyn = pt_dyn.any(-1)
     assert 5 < has_dyn.sum() < 59  # both kinds of rays are present
     # rays without a dynamic point: the dynamic branch reproduces the static render in every frame
@@ -139,8 +143,40 @@ def test_dynamic_branch_with_zero_dynamic_density_matches_dense_reference():
     assert (out.rgb[has_dyn].detach() - out.static_rgb[has_dyn, None].detach()).abs().max() > 1e-3
 
 
-def test_dynamic_colours_do_not_train_the_static_branch():
-    model = dynamic_in_region_model()
+def test_gated_compose_matches_dense_reference():
+    """dynamic_compose = gate: at dynamic points frame t has density d_t + g_t sigma_s and colour
+    (g_t sigma_s c_s + d_t c_t) / (d_t + g_t sigma_s). Here d = (0, 2, 5), g = (1, 1/2, ~0) and the dynamic
+    colour is constant per frame, so the reference is a dense composite by hand."""
+    model = dynamic_in_region_model(dynamic_compose="gate")
+    d, g = torch.tensor([0.0, 2.0, 5.0]), torch.tensor([1.0, 0.5, 0.0])
+    colour = torch.tensor([[0.1, 0.2, 0.3], [0.9, 0.5, 0.1], [0.3, 0.8, 0.6]])
+    with torch.no_grad():
+        model.dyn_density_head.net[-1].bias.copy_(d)
+        head = model.dyn_color_head.net[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.logit(colour).reshape(-1))
+        model.dyn_gate.weight.zero_()
+        model.dyn_gate.bias.copy_(torch.tensor([30.0, 0.0, -30.0]))
+    rays = ndc_rays(64, seed=4)
+    with torch.no_grad():
+        out = model(rays, ray_dynamic=torch.ones(64, dtype=torch.bool))
+        sigma, dist, rgb = dense_static_reference(model, rays, out)
+        pt_dyn = dynamic_points_of_region_model(model, rays, out)
+    assert 5 < pt_dyn.any(-1).sum() < 59
+    for t in range(T):
+        sig_t = torch.where(pt_dyn, d[t] + g[t] * sigma, sigma)
+        share = torch.where(pt_dyn, g[t] * sigma / sig_t.clamp_min(1e-10), torch.ones_like(sigma))[..., None]
+        w = vr.weights_from_alpha(vr.alpha_from_sigma(sig_t, dist))
+        ref = vr.composite(w, share * rgb + (1 - share) * colour[t])
+        torch.testing.assert_close(out.rgb[:, t], ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.depth[:, t], (w * out.t).sum(-1) / w.sum(-1), atol=1e-5, rtol=1e-5)
+    # frame 0 (no dynamic density, gate open) is the static render itself
+    torch.testing.assert_close(out.rgb[:, 0], out.static_rgb, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("compose", ["replace", "gate"])
+def test_dynamic_colours_do_not_train_the_static_branch(compose):
+    model = dynamic_in_region_model(dynamic_compose=compose)
     rays = ndc_rays(64, seed=4)
     out = model(rays, ray_dynamic=torch.ones(64, dtype=torch.bool))
     out.rgb.sum().backward()
@@ -251,7 +287,7 @@ def test_view_dependent_key_controls_the_colour_heads_direction_input(view_depen
 def test_a_dead_dynamic_frame_is_found_and_restarted_from_its_nearest_live_frame():
     from models.dead_frames import dead_frames, probe_points, revive
 
-    model = tiny_model()
+    model = tiny_model(dynamic_compose="gate")
     points = probe_points(model.aabb, n=8)
     assert points.shape == (512, 3) and dead_frames(model, points) == []
     dens, col = model.dyn_density_head.net[-1], model.dyn_color_head.net[-1]
@@ -260,9 +296,12 @@ def test_a_dead_dynamic_frame_is_found_and_restarted_from_its_nearest_live_frame
         opt.state[p] = {"step": torch.tensor(5.0), "exp_avg": torch.ones_like(p), "exp_avg_sq": torch.ones_like(p)}
     with torch.no_grad():
         dens.bias[2] = -1e3  # frame 2 (of 3): negative at every point
+        model.dyn_gate.bias[1] = 0.7
     assert dead_frames(model, points) == [2]
     assert revive(model, opt, [2]) == [(2, 1)]
     assert torch.equal(dens.weight[2], dens.weight[1]) and dens.bias[2] == dens.bias[1]
     assert torch.equal(col.weight[6:9], col.weight[3:6]) and torch.equal(col.bias[6:9], col.bias[3:6])
+    assert model.dyn_gate.bias[2] == 0.7 and model.dyn_gate.bias[0] == 0
     assert not opt.state[dens.bias]["exp_avg"][2].any() and opt.state[dens.bias]["exp_avg"][1].any()
     assert not opt.state[col.weight]["exp_avg_sq"][6:9].any() and dead_frames(model, points) == []
+
