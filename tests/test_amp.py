@@ -47,12 +47,15 @@ def test_amp_on_gpu_without_half_support_is_a_user_error(monkeypatch):
     assert prec.MIN_FP16_CAPABILITY == (5, 3)
 
 
-def test_model_outputs_stay_float32_under_autocast(make_cfg):
-    trainer = Trainer(make_cfg("amp_forward", n_iters=1))
+@pytest.mark.parametrize("compose", ["replace", "gate"])
+def test_model_outputs_stay_float32_under_autocast(make_cfg, compose):
+    trainer = Trainer(make_cfg(f"amp_forward_{compose}", n_iters=1, extra=["--dynamic_compose", compose]))
     batch = trainer.data.gather(trainer.sampler.next()[:64])
-    ref = trainer.model(batch)
+    dyn = torch.arange(64) % 2 == 0  # half the rays through the dynamic branch
+    ref = trainer.model(batch, ray_dynamic=dyn)
+    assert ref.dynamic_mask.any()
     with Precision("cpu", torch.bfloat16).autocast():
-        out = trainer.model(batch)
+        out = trainer.model(batch, ray_dynamic=dyn)
     for name in ("rgb", "depth", "static_rgb", "static_depth", "acc", "weights"):
         got = getattr(out, name)
         assert got.dtype == torch.float32, name
