@@ -261,8 +261,8 @@ class MixVoxels(nn.Module):
         return valid & (torch.sigmoid(pooled) > self.cfg.point_wise_dynamic_threshold)
 
     def _dynamic_density(self, xyz_n, valid, logits, sigma, dist, dyn):
-        """Per-frame densities of dynamic rays -> (pt_dyn [M,S], weights [M,S,T], static share [M,S,T] of
-        each point's density, or None with ``dynamic_compose = replace``)."""
+        """Per-frame densities of dynamic rays -> (pt_dyn [M,S], weights [M,S,T], static share [P,T] of the
+        density at the P dynamic points, or None with ``dynamic_compose = replace``)."""
         if self.cfg.static_only:
             return None, None, None
         pt_dyn = self.point_dynamic_mask(logits[dyn], valid[dyn])
@@ -275,8 +275,7 @@ class MixVoxels(nn.Module):
         if self.cfg.dynamic_compose == "gate":
             sig_s = torch.sigmoid(self.dyn_gate(feat)) * sigma[dyn][pt_dyn].detach()[:, None]
             sig_d = sig_d + sig_s
-            share = torch.ones_like(sig)
-            put(share, pt_dyn, sig_s / sig_d.clamp_min(1e-10))
+            share = sig_s / sig_d.clamp_min(1e-10)
         put(sig, pt_dyn, sig_d)
         alpha = vr.alpha_from_sigma(sig, dist[dyn][..., None])
         return pt_dyn, vr.weights_from_alpha(alpha, dim=1), share
@@ -291,14 +290,14 @@ class MixVoxels(nn.Module):
 
     def _dynamic_color(self, xyz_n, viewdir, pt_dyn, w_dyn, static_rgb_pts, static_share=None):
         """Dynamic rays' per-frame colour [M, T, 3] from dynamic points + detached static colours.
-        static_share: optional [M, S, T] static share of each point's density (``dynamic_compose = gate``)."""
+        static_share: optional [P, T] static share of the density at the P points of pt_dyn (``gate``)."""
         m, s = pt_dyn.shape
         rgb = static_rgb_pts[:, :, None].expand(m, s, self.cfg.n_frames, 3).clone()
         need = pt_dyn & (w_dyn.amax(-1) > self.cfg.rm_weight_mask_thre)
         feat = self.dyn_appearance(xyz_n[need])
         c_d = self.dyn_color_head(feat, viewdir[:, None].expand(m, s, 3)[need])
         if static_share is not None:
-            share = static_share[need][..., None]
+            share = static_share[need[pt_dyn]][..., None]  # need is a subset of pt_dyn
             c_d = share * rgb[need] + (1 - share) * c_d
         put(rgb, need, c_d)
         return (w_dyn[..., None] * rgb).sum(1)
