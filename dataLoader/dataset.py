@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MIN_BOX_COVERAGE = 0.1  # a configured bounded box holding less of the rays' segments is refused
 WARN_BOX_COVERAGE = 0.5  # ... and one holding less than this is warned about
 MIN_SIDE = 4  # smallest image side (pixels) left after --downsample_train
+CACHED_TARGETS = ("median", "mode")  # static targets read from the frame cache (FrameCache fields)
 
 
 @dataclass(frozen=True)
@@ -210,9 +211,10 @@ class VideoDataset:
                jitter: bool = False, static_target: str = "mean") -> RayBatch:
         """Train rays [B] with colours rgb [B, T, 3] float, std [B], near bounds [B] and, with dense depth,
         its targets [B]. With ``rng``: ``blur`` > 0 adds the static branch's target rgb_static [B, 3], the
-        frame mean (or median, ``static_target``) of one tap of a Gaussian of that many pixels
+        frame mean (or cached median or mode, ``static_target``) of one tap of a Gaussian of that many pixels
         (:mod:`dataLoader.target_blur`); ``jitter`` passes each ray through a random point of its pixel instead
-        of its centre. ``static_target = "median"`` always sets rgb_static (without blur: the ray's own pixel)."""
+        of its centre. A cached ``static_target`` (median, mode) always sets rgb_static (without blur: the
+        ray's own pixel)."""
         ray_idx = np.asarray(ray_idx)
         cam, pix = self.pixel_of(ray_idx)
         idx = torch.from_numpy(ray_idx)
@@ -226,7 +228,7 @@ class VideoDataset:
         if blur > 0:
             batch.rgb_static = self._static_colours(cam, blurred_pixels(pix, (self.h, self.w), blur, rng),
                                                     static_target)
-        elif static_target == "median":
+        elif static_target in CACHED_TARGETS:
             batch.rgb_static = self._static_colours(cam, pix, static_target)
         if self.dense_depth is not None:
             batch.depth, batch.depth_sigma, batch.depth_weight = self.dense_depth.gather(idx)
@@ -242,10 +244,10 @@ class VideoDataset:
 
     def _static_colours(self, cam: np.ndarray, pix: np.ndarray, static_target: str) -> torch.Tensor:
         """Camera and flat pixel indices [B] -> the static branch's colour targets [B, 3] float: the pixels'
-        mean over frames, or their cached temporal median."""
-        if static_target == "median":
-            median = self.cache.median.reshape(len(self.cam_names), self.h * self.w, 3)[cam, pix]
-            return torch.from_numpy(median).float().div_(255)
+        mean over frames, or their cached temporal median or mode."""
+        if static_target in CACHED_TARGETS:
+            cached = getattr(self.cache, static_target).reshape(len(self.cam_names), self.h * self.w, 3)[cam, pix]
+            return torch.from_numpy(cached).float().div_(255)
         return self._colours(cam, pix).mean(1)
 
     def frames_of(self, k: int) -> np.ndarray:

@@ -4,14 +4,16 @@ Contents of a cache directory:
   frames.npy   uint8 [K, H, W, T, 3]  resized frames, pixel-major so a ray's T colours are contiguous
   std.npy      float32 [K, H, W]      blurred per-pixel temporal std (mean over channels), in [0, 1] units
   median.npy   uint8 [K, H, W, 3]     per-pixel temporal median (the lower one for an even frame count)
+  mode.npy     uint8 [K, H, W, 3]     per-pixel temporal mode: the mean of the largest set of frames that
+                                      agree within 8/255 (the background wherever it is the colour seen longest)
   meta.json    camera names, sizes, frame range, the key's inputs
 
 The key hashes every parameter that shaped the data (downsample, frame range, blur, the
 source files' names, sizes and mtimes). A cache is built camera by camera into a temp
 directory ``cache/.tmp-<key>`` and renamed into place when complete, so a partial cache is
 never trusted. Inside the temp dir, ``done/<k>`` marks camera k as flushed to disk (with its
-``std_<k>.npy`` and ``median_<k>.npy``): an interrupted build continues from the finished cameras
-instead of starting over. ``cache/.lock-<key>`` serialises builds of the same key across processes.
+``std_<k>.npy``, ``median_<k>.npy`` and ``mode_<k>.npy``): an interrupted build continues from the finished
+cameras instead of starting over. ``cache/.lock-<key>`` serialises builds of the same key across processes.
 Caches of an older ``CACHE_VERSION`` (their key differs) are removed when a new one is built.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tqdm import tqdm
 from core.errors import UserError
 from dataLoader.atomic_io import save_npy, write_error, write_text
 from dataLoader.scene_layout import SceneDir, image_files, image_size, list_cameras, unreadable_image
+from dataLoader.temporal_stats import TemporalMoments, temporal_median, temporal_mode
 
 try:
     import fcntl
@@ -41,7 +44,7 @@ except ImportError:  # Windows: no cross-process lock
     fcntl = None
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: median.npy
+CACHE_VERSION = 3  # 2: median.npy; 3: mode.npy
 
 
 @dataclass(frozen=True)
@@ -117,35 +120,6 @@ def read_frame(path: Path, hw: tuple[int, int], source_hw: tuple[int, int] | Non
     return img
 
 
-class TemporalMoments:
-    """Per-pixel running sums of x and x^2 over frames, exact in uint32 (up to 66,000 uint8 frames).
-
-    Fed one decoded frame at a time, so the std map costs no float copy of a camera's video.
-    """
-
-    def __init__(self, hw: tuple[int, int]):
-        self.n = 0
-        self.s1 = np.zeros((*hw, 3), dtype=np.uint32)
-        self.s2 = np.zeros((*hw, 3), dtype=np.uint32)
-
-    def add(self, frame: np.ndarray) -> None:
-        """frame: uint8 [H, W, 3]."""
-        v = frame.astype(np.uint32)
-        self.s1 += v
-        v *= v
-        self.s2 += v
-        self.n += 1
-
-    def std(self, blur_kernel: int) -> np.ndarray:
-        """-> float32 [H, W]: population std over time in [0, 1] units, mean over channels, Gaussian blur."""
-        mean = self.s1 / self.n
-        var = np.maximum(self.s2 / self.n - mean * mean, 0.0)
-        std = (np.sqrt(var) / 255.0).mean(axis=-1).astype(np.float32)
-        if blur_kernel > 1:
-            std = cv2.GaussianBlur(std, (blur_kernel, blur_kernel), 0)
-        return std.astype(np.float32)
-
-
 @contextmanager
 def _build_lock(path: Path):
     """Exclusive advisory lock (released by the OS if the process dies); a no-op without fcntl."""
@@ -182,16 +156,6 @@ def _open_partial_build(tmp: Path, plan: dict, shape: tuple[int, ...]) -> tuple[
     return frames, set()
 
 
-def temporal_median(cam: np.ndarray, rows: int = 64) -> np.ndarray:
-    """One camera's frames uint8 [H, W, T, 3] -> uint8 [H, W, 3]: each pixel's median over time (the lower
-    of the two middle values for even T), a few rows at a time (no float copy of the video)."""
-    mid = (cam.shape[2] - 1) // 2
-    out = np.empty((cam.shape[0], cam.shape[1], cam.shape[3]), dtype=np.uint8)
-    for r in range(0, cam.shape[0], rows):
-        out[r:r + rows] = np.partition(cam[r:r + rows], mid, axis=2)[:, :, mid]
-    return out
-
-
 def _check_free_space(folder: Path, nbytes: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < nbytes * 1.01 + 2 ** 20:
@@ -213,8 +177,8 @@ def _reserve(path: Path) -> None:
 
 def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, source_hw, blur_kernel: int,
                   bar) -> None:
-    """Decode one camera into ``frames[ci]`` (every frame must be source_hw), save its std and median maps,
-    mark it finished."""
+    """Decode one camera into ``frames[ci]`` (every frame must be source_hw), save its std, median and mode
+    maps, mark it finished."""
     cam = np.empty((*hw, len(cam_files), 3), dtype=np.uint8)
     moments = TemporalMoments(hw)
     for ti, path in enumerate(cam_files):
@@ -225,7 +189,9 @@ def _cache_camera(frames: np.memmap, tmp: Path, ci: int, cam_files, hw, source_h
     frames[ci] = cam
     frames.flush()  # msync: the camera's pixels are on disk before its marker
     save_npy(tmp / f"std_{ci:04d}.npy", moments.std(blur_kernel))
-    save_npy(tmp / f"median_{ci:04d}.npy", temporal_median(cam))
+    median = temporal_median(cam)
+    save_npy(tmp / f"median_{ci:04d}.npy", median)
+    save_npy(tmp / f"mode_{ci:04d}.npy", temporal_mode(cam, median))
     write_text(tmp / "done" / str(ci), "")
 
 
@@ -255,10 +221,10 @@ def _cache_intact(final: Path, shape: tuple[int, ...]) -> bool:
     try:
         frames = np.load(final / "frames.npy", mmap_mode="r")
         std = np.load(final / "std.npy", mmap_mode="r")
-        median = np.load(final / "median.npy", mmap_mode="r")
+        colours = [np.load(final / f"{name}.npy", mmap_mode="r") for name in ("median", "mode")]
         json.loads((final / "meta.json").read_text())
         if frames.shape == shape and frames.dtype == np.uint8 and std.shape == shape[:3] and \
-                median.shape == (*shape[:3], 3):
+                all(c.shape == (*shape[:3], 3) for c in colours):
             return True
     except (OSError, ValueError, EOFError):
         pass
@@ -290,7 +256,8 @@ def _build(datadir: Path, src: FrameSource, downsample: float, blur_kernel: int,
         del frames
         std = np.stack([np.load(tmp / f"std_{ci:04d}.npy") for ci in range(k)])
         save_npy(tmp / "std.npy", std)
-        save_npy(tmp / "median.npy", np.stack([np.load(tmp / f"median_{ci:04d}.npy") for ci in range(k)]))
+        for name in ("median", "mode"):
+            save_npy(tmp / f"{name}.npy", np.stack([np.load(tmp / f"{name}_{ci:04d}.npy") for ci in range(k)]))
         meta = {"version": CACHE_VERSION, "cam_names": list(src.cam_names), "hw": list(hw),
                 "source_hw": list(src.hw), "n_frames": t, "downsample": downsample, "blur_kernel": blur_kernel}
         write_text(tmp / "meta.json", json.dumps(meta, indent=1))
@@ -317,12 +284,13 @@ def _remove_old_versions(root: Path) -> None:
 
 @dataclass
 class FrameCache:
-    """Loaded cache. frames: uint8 [K, H, W, T, 3] (memory-mapped); std: float32 [K, H, W]; median: uint8
-    [K, H, W, 3]."""
+    """Loaded cache. frames: uint8 [K, H, W, T, 3] (memory-mapped); std: float32 [K, H, W]; median, mode:
+    uint8 [K, H, W, 3]."""
 
     frames: np.ndarray
     std: np.ndarray
     median: np.ndarray
+    mode: np.ndarray
     meta: dict
 
     @staticmethod
@@ -330,5 +298,5 @@ class FrameCache:
         frames = np.load(path / "frames.npy", mmap_mode="r")
         if frames.nbytes <= in_memory_limit:
             frames = np.ascontiguousarray(frames)
-        return FrameCache(frames, np.load(path / "std.npy"), np.load(path / "median.npy"),
+        return FrameCache(frames, np.load(path / "std.npy"), np.load(path / "median.npy"), np.load(path / "mode.npy"),
                           json.loads((path / "meta.json").read_text()))

@@ -60,7 +60,7 @@ class TrainOptions:
     target_blur: float = 3.0  # coarse-to-fine static targets: initial Gaussian tap width in pixels (0 = off)
     target_blur_until: float = 0.5  # fraction of n_iters at which the blur reaches 0
     pixel_jitter: bool = False  # training rays through random points of their pixels
-    static_target: str = "median"  # the static branch's colour target: median or mean of the ray's frames
+    static_target: str = "mode"  # the static branch's colour target: mean, median or mode of the ray's frames
     dead_frame_check: int = 100  # every this many iterations restart dead dynamic frames (models.dead_frames)
 
     @property

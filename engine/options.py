@@ -182,10 +182,11 @@ def _optim(p):
                         "target_blur_until * n_iters; 0 = off (BENCHMARKS.md, coarse-to-fine targets)")
     g.add_argument("--target_blur_until", type=float, default=0.5,
                    help="fraction of n_iters at which the target blur reaches 0")
-    g.add_argument("--static_target", default="median", choices=["mean", "median"],
-                   help="the static branch's colour target of a ray: its frames' mean or median (MixVoxels' "
-                        "static_type; the median is the background wherever movers cover a pixel in fewer than "
-                        "half the frames: BENCHMARKS.md, median static targets)")
+    g.add_argument("--static_target", default="mode", choices=["mean", "median", "mode"],
+                   help="the static branch's colour target of a ray: its frames' mean, median (MixVoxels' "
+                        "static_type; the background wherever movers cover a pixel in fewer than half the frames) "
+                        "or mode (the mean of the largest set of frames that agree within 8/255: the background "
+                        "wherever it is the colour seen longest). BENCHMARKS.md, median and mode static targets")
     g.add_argument("--dead_frame_check", type=int, default=100,
                    help="every N iterations, a frame whose dynamic density went <= 0 everywhere (relu: it gets "
                         "no gradient again, its movers vanish) restarts from its nearest live frame; 0 = never")

@@ -14,10 +14,11 @@ import torch
 from core.errors import UserError
 from dataLoader.dataset import DataOptions, VideoDataset
 from dataLoader.depth_space import ray_param_to_camera_z
-from dataLoader.frame_cache import build_cache, cache_key, scan_frames, temporal_median
+from dataLoader.frame_cache import build_cache, cache_key, scan_frames
 from dataLoader.rays import pose_rays
 from dataLoader.samplers import EpochSampler
 from dataLoader.scene_layout import SceneDir
+from dataLoader.temporal_stats import temporal_median, temporal_mode
 
 H, W, T, K = 24, 32, 4, 4
 
@@ -67,6 +68,27 @@ def test_temporal_median_is_the_lower_middle_value():
     np.testing.assert_array_equal(temporal_median(cam[:, :, :3]), [[[5, 0, 0]], [[0, 0, 7]]])  # odd T: 1 5 9, 7 7 200
 
 
+def test_temporal_mode_is_the_longest_seen_colour():
+    """Hand-built pixels, T = 8, tolerance 8 levels: the mode is the mean of the largest set of frames that
+    agree (every channel) with one frame; where the median's support holds half the frames, that support."""
+    red = [
+        [10, 10, 10, 200, 150, 100, 50, 250],  # background in 3 of 8 frames: median 50, mode 10
+        [100, 102, 98, 101, 100, 99, 103, 100],  # all agree: their mean 100.375 -> 100
+        [60, 60, 60, 60, 60, 200, 210, 220],  # the median's support (5 frames): 60
+        [10, 18, 18, 18, 100, 150, 200, 250],  # 10 is within 8 of the median 18: (10 + 3 * 18) / 4 = 16
+        [10, 19, 19, 19, 100, 150, 200, 250],  # 10 is 9 from 19: it is left out, 19
+        [10, 10, 14, 200, 150, 100, 50, 250],  # frame 2's green (20) disagrees: frames 0-1 only, 10
+    ]
+    cam = np.zeros((len(red), 1, 8, 3), dtype=np.uint8)
+    cam[:, 0, :, 0] = red
+    cam[5, 0, 2, 1] = 20
+    want = np.zeros((len(red), 1, 3), dtype=np.uint8)
+    want[:, 0, 0] = [10, 100, 60, 16, 19, 10]
+    np.testing.assert_array_equal(temporal_mode(cam), want)
+    assert temporal_median(cam)[0, 0, 0] == 50
+    np.testing.assert_array_equal(temporal_mode(cam, temporal_median(cam), candidates=2)[0], want[0])  # frames 0, 7
+
+
 def test_cache_holds_the_median_and_replaces_older_formats(scene_copy):
     cache = SceneDir(scene_copy).cache
     old = cache / "0123456789abcdef"  # a complete cache of the previous format
@@ -76,6 +98,7 @@ def test_cache_holds_the_median_and_replaces_older_formats(scene_copy):
     frames = np.load(path / "frames.npy")
     want = np.sort(frames, axis=3)[:, :, :, (T - 1) // 2]  # T = 4: the second of the sorted values
     np.testing.assert_array_equal(np.load(path / "median.npy"), want)
+    np.testing.assert_array_equal(np.load(path / "mode.npy"), np.stack([temporal_mode(cam) for cam in frames]))
     assert not old.exists() and path.is_dir()
 
 

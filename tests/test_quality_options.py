@@ -242,26 +242,36 @@ def test_target_blur_schedule_and_trainer_wiring(make_cfg):
     assert trainer.step == 2
 
 
-def test_median_static_target(make_cfg):
-    """static_target median: the static branch's target is the ray's median colour over frames (the cached
-    lower median), and with blur the median of the drawn neighbour; the dynamic targets stay the frames."""
+def _frames_mode(rgb: torch.Tensor) -> torch.Tensor:
+    """[B, T, 3] float colours of whole uint8 levels -> [B, 3] their temporal mode (dataLoader.frame_cache)."""
+    from dataLoader.temporal_stats import temporal_mode
+
+    levels = (rgb * 255).round().to(torch.uint8).numpy()[:, None]  # [B, 1, T, 3]
+    return torch.from_numpy(temporal_mode(levels)[:, 0]).float() / 255
+
+
+@pytest.mark.parametrize("target", ["median", "mode"])
+def test_cached_static_target(make_cfg, target):
+    """static_target median / mode: the static branch's target is the ray's median (the cached lower median)
+    or mode colour over frames, and with blur that of the drawn neighbour; the dynamic targets stay the
+    frames."""
     from dataLoader.target_blur import blurred_pixels
     from engine.train.trainer import Trainer
 
-    trainer = Trainer(make_cfg("median_target", n_iters=2, upsamp_list=(100,), alpha_mask_list=(100,),
-                               extra=["--static_target", "median"]))
-    assert trainer.train.static_target == "median"
+    reference = {"median": lambda rgb: rgb.median(dim=1).values, "mode": _frames_mode}[target]
+    trainer = Trainer(make_cfg(f"{target}_target", n_iters=2, upsamp_list=(100,), alpha_mask_list=(100,),
+                               extra=["--static_target", target]))
+    assert trainer.train.static_target == target
     data = trainer.data
     idx = np.arange(0, data.n_train_rays, 7)
-    batch = data.gather(idx, static_target="median")
-    torch.testing.assert_close(batch.rgb_static, batch.rgb.median(dim=1).values, rtol=0, atol=0)
+    batch = data.gather(idx, static_target=target)
+    torch.testing.assert_close(batch.rgb_static, reference(batch.rgb), rtol=0, atol=0)
     torch.testing.assert_close(batch.rgb, data.gather(idx).rgb)
     assert not torch.allclose(batch.rgb_static, batch.rgb.mean(1))
     cam, pix = data.pixel_of(idx)
     taps = blurred_pixels(pix, (data.h, data.w), 1.5, np.random.default_rng(3))
-    blurred = data.gather(idx, np.random.default_rng(3), blur=1.5, static_target="median")
-    want = data._colours(cam, taps).median(dim=1).values
-    torch.testing.assert_close(blurred.rgb_static, want, rtol=0, atol=0)
+    blurred = data.gather(idx, np.random.default_rng(3), blur=1.5, static_target=target)
+    torch.testing.assert_close(blurred.rgb_static, reference(data._colours(cam, taps)), rtol=0, atol=0)
     trainer.fit()
     assert trainer.step == 2
 
