@@ -16,7 +16,7 @@ import torch
 from core.errors import UserError
 from dataLoader.depth_space import camera_z_to_ray_param
 from dataLoader.depth_targets import DENSE_SOURCES, DenseDepthTargets, DepthTargetOptions, KeypointTargets
-from dataLoader.frame_cache import FrameCache, auto_blur_kernel, build_cache, target_size
+from dataLoader.frame_cache import COLOUR_MAPS, FrameCache, auto_blur_kernel, build_cache, target_size
 from dataLoader.poses import CameraRig, SceneNormalization
 from dataLoader.rays import pose_rays
 from dataLoader.rig_geometry import (
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 MIN_BOX_COVERAGE = 0.1  # a configured bounded box holding less of the rays' segments is refused
 WARN_BOX_COVERAGE = 0.5  # ... and one holding less than this is warned about
 MIN_SIDE = 4  # smallest image side (pixels) left after --downsample_train
-CACHED_TARGETS = ("median", "mode")  # static targets read from the frame cache (FrameCache fields)
 
 
 @dataclass(frozen=True)
@@ -228,7 +227,7 @@ class VideoDataset:
         if blur > 0:
             batch.rgb_static = self._static_colours(cam, blurred_pixels(pix, (self.h, self.w), blur, rng),
                                                     static_target)
-        elif static_target in CACHED_TARGETS:
+        elif static_target in COLOUR_MAPS:
             batch.rgb_static = self._static_colours(cam, pix, static_target)
         if self.dense_depth is not None:
             batch.depth, batch.depth_sigma, batch.depth_weight = self.dense_depth.gather(idx)
@@ -245,7 +244,7 @@ class VideoDataset:
     def _static_colours(self, cam: np.ndarray, pix: np.ndarray, static_target: str) -> torch.Tensor:
         """Camera and flat pixel indices [B] -> the static branch's colour targets [B, 3] float: the pixels'
         mean over frames, or their cached temporal median or mode."""
-        if static_target in CACHED_TARGETS:
+        if static_target in COLOUR_MAPS:
             cached = getattr(self.cache, static_target).reshape(len(self.cam_names), self.h * self.w, 3)[cam, pix]
             return torch.from_numpy(cached).float().div_(255)
         return self._colours(cam, pix).mean(1)

@@ -45,6 +45,7 @@ except ImportError:  # Windows: no cross-process lock
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 3  # 2: median.npy; 3: mode.npy
+COLOUR_MAPS = ("median", "mode")  # per-pixel uint8 [K, H, W, 3] maps of a cache, in FrameCache's field order
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def _cache_intact(final: Path, shape: tuple[int, ...]) -> bool:
     try:
         frames = np.load(final / "frames.npy", mmap_mode="r")
         std = np.load(final / "std.npy", mmap_mode="r")
-        colours = [np.load(final / f"{name}.npy", mmap_mode="r") for name in ("median", "mode")]
+        colours = [np.load(final / f"{name}.npy", mmap_mode="r") for name in COLOUR_MAPS]
         json.loads((final / "meta.json").read_text())
         if frames.shape == shape and frames.dtype == np.uint8 and std.shape == shape[:3] and \
                 all(c.shape == (*shape[:3], 3) for c in colours):
@@ -256,7 +257,7 @@ def _build(datadir: Path, src: FrameSource, downsample: float, blur_kernel: int,
         del frames
         std = np.stack([np.load(tmp / f"std_{ci:04d}.npy") for ci in range(k)])
         save_npy(tmp / "std.npy", std)
-        for name in ("median", "mode"):
+        for name in COLOUR_MAPS:
             save_npy(tmp / f"{name}.npy", np.stack([np.load(tmp / f"{name}_{ci:04d}.npy") for ci in range(k)]))
         meta = {"version": CACHE_VERSION, "cam_names": list(src.cam_names), "hw": list(hw),
                 "source_hw": list(src.hw), "n_frames": t, "downsample": downsample, "blur_kernel": blur_kernel}
@@ -298,5 +299,5 @@ class FrameCache:
         frames = np.load(path / "frames.npy", mmap_mode="r")
         if frames.nbytes <= in_memory_limit:
             frames = np.ascontiguousarray(frames)
-        return FrameCache(frames, np.load(path / "std.npy"), np.load(path / "median.npy"), np.load(path / "mode.npy"),
-                          json.loads((path / "meta.json").read_text()))
+        colours = (np.load(path / f"{name}.npy") for name in COLOUR_MAPS)
+        return FrameCache(frames, np.load(path / "std.npy"), *colours, json.loads((path / "meta.json").read_text()))

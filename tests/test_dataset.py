@@ -89,7 +89,7 @@ def test_temporal_mode_is_the_longest_seen_colour():
     np.testing.assert_array_equal(temporal_mode(cam, temporal_median(cam), candidates=2)[0], want[0])  # frames 0, 7
 
 
-def test_cache_holds_the_median_and_replaces_older_formats(scene_copy):
+def test_cache_holds_the_median_and_mode_and_replaces_older_formats(scene_copy):
     cache = SceneDir(scene_copy).cache
     old = cache / "0123456789abcdef"  # a complete cache of the previous format
     old.mkdir(parents=True)
